@@ -1,0 +1,167 @@
+//! The command line: `run`, `replay`, `check` and `rules`, and the mapping of
+//! failures to exit codes (0 ok, 1 findings, 2 usage or configuration error).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, DEFAULT_RULES_DIR};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dockwatch",
+    version,
+    about = "Runtime monitor for the hardening baseline of Docker hosts"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch the host and send alerts (the daemon).
+    Run(RunArgs),
+    /// Run the rules over archived audit logs (forensics).
+    Replay(ReplayArgs),
+    /// Report the baseline once, with CIS ids; exit code 1 when a check fails.
+    Check(CheckArgs),
+    /// Rule tooling.
+    Rules(RulesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommonArgs {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of rule files (YAML).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where alerts go; repeatable; replaces the configuration's outputs.
+    #[arg(long = "output", value_name = "URL")]
+    pub outputs: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where alerts go; repeatable (default: stdout).
+    #[arg(long = "output", value_name = "URL")]
+    pub outputs: Vec<String>,
+    /// Audit logs, rotated generations and .gz files in any order; `-` is stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// One JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub action: RulesAction,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum RulesAction {
+    /// Validate the rule files; errors carry file:line:col.
+    Lint,
+    /// List the rules.
+    List,
+    /// Print audit rules for `auditctl -R`.
+    Auditctl,
+}
+
+/// Exit code of a run that found failing checks.
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code of a usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("dockwatch: error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DOCKWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run(args) => {
+            let config = Config::load(args.common.config.as_deref())?;
+            let rules_dir = rules_dir(args.common.rules.as_deref(), &config)?;
+            crate::daemon::run(config, rules_dir, args.outputs)?;
+            Ok(0)
+        }
+        Command::Replay(args) => {
+            let config = Config::load(args.common.config.as_deref())?;
+            let rules_dir = rules_dir(args.common.rules.as_deref(), &config)?;
+            crate::daemon::replay(config, rules_dir, args.outputs, args.files)
+        }
+        Command::Check(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            crate::posture::check_command(&config, args.json)
+        }
+        Command::Rules(args) => {
+            let config = Config::load(args.common.config.as_deref())?;
+            let rules_dir = rules_dir(args.common.rules.as_deref(), &config)?;
+            crate::rules::command(args.action, &rules_dir)
+        }
+    }
+}
+
+/// `--rules`, else the configuration's, else the installed directory, else
+/// the rules shipped with this build.
+pub fn rules_dir(flag: Option<&Path>, config: &Config) -> Result<PathBuf, ConfigError> {
+    if let Some(dir) = flag.or(config.rules.dir.as_deref()) {
+        return Ok(dir.to_path_buf());
+    }
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    [DEFAULT_RULES_DIR, "/usr/share/dockwatch/rules", shipped]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_dir())
+        .ok_or_else(|| {
+            ConfigError::new(format!(
+                "no rules directory: give --rules DIR or install rules in {DEFAULT_RULES_DIR}"
+            ))
+        })
+}

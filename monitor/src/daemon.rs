@@ -1,0 +1,180 @@
+//! Wiring of the stages for `run` (live sources) and `replay` (archived
+//! logs): sources → one channel → pipeline → outputs. The stages themselves
+//! live in their own modules; this one only starts, connects and stops them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, ConfigError};
+use crate::outbox::Outputs;
+use crate::pipeline::Pipeline;
+use crate::privilege::{self, Capability};
+use crate::rules::RuleSet;
+use crate::source::audit::{AuditMode, AuditSource};
+use crate::source::ebpf::EbpfSource;
+
+/// Events in flight between sources and the pipeline; when full, sources
+/// wait (and the kernel ring buffer absorbs, then counts, what overflows).
+const EVENT_QUEUE: usize = 16 * 1024;
+
+/// `dockwatch run`.
+pub fn run(config: Config, rules_dir: PathBuf, output_flags: Vec<String>) -> anyhow::Result<()> {
+    let mut wanted = Vec::new();
+    if config.sources.ebpf.enabled {
+        wanted.push((Capability::Bpf, "loading the eBPF probes"));
+        wanted.push((Capability::Perfmon, "attaching tracepoints"));
+    }
+    match config.sources.audit.mode {
+        AuditMode::Netlink => wanted.push((Capability::AuditRead, "reading audit netlink")),
+        AuditMode::Log => wanted.push((Capability::DacReadSearch, "reading the audit log")),
+        AuditMode::Off => {}
+    }
+    privilege::require(&wanted)?;
+
+    let rules = Arc::new(RuleSet::load_dir(&rules_dir)?);
+    let urls = pick_outputs(output_flags, &config);
+    let outputs = Outputs::open(&urls, &config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(config, rules, outputs))
+}
+
+fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
+    if !flags.is_empty() {
+        flags
+    } else if !config.outputs.is_empty() {
+        config.outputs.clone()
+    } else {
+        crate::sink::default_outputs()
+    }
+}
+
+async fn run_async(config: Config, rules: Arc<RuleSet>, mut outputs: Outputs) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
+    let watches = rules.watches();
+
+    let mut started = Vec::new();
+    let _ebpf = if config.sources.ebpf.enabled {
+        match EbpfSource::start(&config.sources.ebpf, &watches, tx.clone()).await {
+            Ok(source) => {
+                started.push("ebpf");
+                Some(source)
+            }
+            Err(e) => {
+                tracing::error!("eBPF source unavailable: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let _audit = if config.sources.audit.mode != AuditMode::Off {
+        match AuditSource::start(&config.sources.audit, tx.clone()).await {
+            Ok(source) => {
+                started.push("audit");
+                Some(source)
+            }
+            Err(e) => {
+                tracing::error!("audit source unavailable: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    drop(tx);
+    if started.is_empty() {
+        return Err(ConfigError::new(
+            "no event source could start (see the errors above); enable [sources.ebpf] or [sources.audit]",
+        )
+        .into());
+    }
+
+    let host: Arc<str> = config.host_name().into();
+    let mut pipeline = Pipeline::new(rules, &config.pipeline, host);
+    tracing::info!(
+        sources = started.join(",").as_str(),
+        watches = watches.len(),
+        "dockwatch ready"
+    );
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut alerts = Vec::new();
+    loop {
+        let deadline = pipeline.next_deadline();
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => pipeline.push(event, Instant::now(), &mut alerts),
+                None => break,
+            },
+            _ = sleep_until(deadline) => pipeline.tick(Instant::now(), &mut alerts),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+        for alert in alerts.drain(..) {
+            outputs.send(&alert);
+        }
+    }
+    pipeline.flush(&mut alerts);
+    for alert in alerts.drain(..) {
+        outputs.send(&alert);
+    }
+    outputs.shutdown().await;
+    tracing::info!("dockwatch stopped");
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `dockwatch replay`: returns the exit code.
+pub fn replay(
+    config: Config,
+    rules_dir: PathBuf,
+    output_flags: Vec<String>,
+    files: Vec<PathBuf>,
+) -> anyhow::Result<u8> {
+    let rules = Arc::new(RuleSet::load_dir(&rules_dir)?);
+    let urls = if output_flags.is_empty() {
+        vec!["stdout".to_string()]
+    } else {
+        output_flags
+    };
+    let mut outputs = Outputs::open(&urls, &config)?;
+    let host: Arc<str> = config.host_name().into();
+    let mut pipeline = Pipeline::new(rules, &config.pipeline, host);
+    // Delivery runs on the runtime's workers while this thread parses.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut alerts = Vec::new();
+        tokio::task::block_in_place(|| {
+            crate::source::audit::replay(&files, &mut |event| {
+                pipeline.push(event, Instant::now(), &mut alerts);
+                for alert in alerts.drain(..) {
+                    outputs.send(&alert);
+                }
+            })
+        })?;
+        pipeline.flush(&mut alerts);
+        for alert in alerts.drain(..) {
+            outputs.send(&alert);
+        }
+        outputs.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,249 @@
+//! Shared harness for the integration tests: they run the real `dockwatch`
+//! binary as root against the real kernel, auditd and rsyslogd.
+//!
+//! Tests that touch machine-wide state (auditd and its rules, rsyslogd,
+//! /etc/docker, loaded probes) take [`machine_lock`] first: an exclusive
+//! `flock` that serializes them across test binaries and across concurrent
+//! `cargo test` runs, so every test passes alone and in any order.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub mod auditd;
+pub mod layout;
+
+/// Held while a test uses machine-wide state; released on drop.
+pub struct MachineLock {
+    _file: File,
+}
+
+/// Waits for and takes the machine-wide test lock.
+pub fn machine_lock() -> MachineLock {
+    let path = "/run/lock/dockwatch-tests.lock";
+    let _ = std::fs::create_dir_all("/run/lock");
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open the test lock file");
+    // SAFETY: flock on a file descriptor we own; blocks until granted.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {path}: {}", std::io::Error::last_os_error());
+    MachineLock { _file: file }
+}
+
+/// The `dockwatch` binary under test: `$DOCKWATCH_BIN`, else the one built
+/// beside this test binary (`target/<profile>/dockwatch`).
+pub fn dockwatch_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DOCKWATCH_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/dockwatch
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .join("dockwatch");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask test`, or `cargo build -p monitor` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Absolute path of the repository's shipped rules directory.
+pub fn shipped_rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")
+}
+
+/// Absolute path of a file under ../shared/fixtures (beside the checkout).
+pub fn shared_fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures")
+        .join(rel)
+}
+
+/// A running `dockwatch` process, stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Daemon {
+    child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `dockwatch ARGS` and waits until it logs `dockwatch ready`.
+    pub fn start<I, S>(args: I) -> Daemon
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Daemon::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env<I, S>(args: I, env: &[(&str, &str)]) -> Daemon
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new(dockwatch_bin());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn dockwatch");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stderr.take().expect("stderr piped");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("[dockwatch] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut daemon = Daemon { child, stderr };
+        daemon.wait_for_log("dockwatch ready", Duration::from_secs(30));
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lines dockwatch wrote to stderr so far.
+    pub fn log(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line contains `needle`; panics with the log.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "dockwatch exited ({status}) before logging {needle:?}:\n{}",
+                    self.log().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockwatch did not log {needle:?} within {timeout:?}:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait dockwatch") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().expect("wait dockwatch");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Every JSON line of `path` (missing file: none).
+pub fn read_alerts(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// Polls `path` until `done(alerts)` holds or `timeout` passes; returns the
+/// alerts seen last either way.
+pub fn wait_for_alerts(
+    path: &Path,
+    timeout: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let alerts = read_alerts(path);
+        if done(&alerts) || Instant::now() > deadline {
+            return alerts;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Alerts whose `file.path` is `path`.
+pub fn alerts_for<'a>(alerts: &'a [Value], path: &str) -> Vec<&'a Value> {
+    alerts
+        .iter()
+        .filter(|a| a["file"]["path"] == path)
+        .collect()
+}
+
+/// Runs `dockwatch ARGS` to completion; returns (exit code, stdout, stderr).
+pub fn run_cli<I, S>(args: I) -> (i32, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(dockwatch_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dockwatch");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
