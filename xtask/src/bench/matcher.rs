@@ -1,0 +1,5 @@
+//! `cargo xtask bench matcher`.
+
+pub fn run() -> anyhow::Result<()> {
+    anyhow::bail!("bench matcher is not written yet")
+}
