@@ -55,7 +55,11 @@ fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
     }
 }
 
-async fn run_async(config: Config, rules: Arc<RuleSet>, mut outputs: Outputs) -> anyhow::Result<()> {
+async fn run_async(
+    config: Config,
+    rules: Arc<RuleSet>,
+    mut outputs: Outputs,
+) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let watches = rules.watches();
 
