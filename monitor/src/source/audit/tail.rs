@@ -171,11 +171,18 @@ impl Tailer {
                 None
             }
         };
+        // Line numbers in warnings count from where reading began.
+        let name = match &position {
+            Some(p) if p.lines.offset() > 0 => {
+                format!("{} (from byte {})", path.display(), p.lines.offset())
+            }
+            _ => path.display().to_string(),
+        };
         Tailer {
             path: path.to_path_buf(),
             told_missing: position.is_none(),
             position,
-            input: Input::new(path.display().to_string()),
+            input: Input::new(name),
         }
     }
 
