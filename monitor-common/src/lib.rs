@@ -27,6 +27,9 @@ pub const ARG_PATH: usize = 256;
 /// `WatchValue::flags`: the watched object is a directory and everything
 /// below it matches too.
 pub const WATCH_SUBTREE: u32 = 1;
+/// `WatchValue::flags`: objects directly in this directory match (a watched
+/// path that does not exist yet will appear here; userspace then narrows).
+pub const WATCH_CHILDREN: u32 = 2;
 
 /// Key of the kernel's watch set: an inode on a device, as the kernel names
 /// them (`super_block.s_dev`, i.e. `MKDEV(major, minor)`, and `i_ino`).
@@ -102,6 +105,12 @@ pub const PATH_TRUNCATED: u32 = 1;
 /// (dev/ino/mode are valid); otherwise only `raw` holds the caller's string.
 pub const PATH_RESOLVED: u32 = 2;
 
+/// `FileRecord::flags`: `raw` holds the path as the caller passed it.
+pub const PATH_RAW: u32 = 4;
+/// `FileRecord::flags`: `raw` is relative and `names` is the directory it
+/// starts from (cwd or dirfd).
+pub const PATH_BASE: u32 = 8;
+
 /// One file system object in a record.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -115,6 +124,8 @@ pub struct FileRecord {
     pub _pad: u32,
     /// Components leaf first, NUL-separated (see [`PATH_BUF`]).
     pub names: [u8; PATH_BUF],
+    /// The caller's string, NUL-terminated ([`PATH_RAW`]).
+    pub raw: [u8; ARG_PATH],
 }
 
 /// One record in the ring buffer.

@@ -11,6 +11,8 @@
 
 mod kernel;
 mod open;
+mod path;
+mod probe;
 mod record;
 mod walk;
 

@@ -10,7 +10,7 @@ use monitor_common::Op;
 
 use crate::args::{arg, ret};
 use crate::kernel::*;
-use crate::{record, walk};
+use crate::{path, record, walk};
 
 const O_WRONLY: u64 = 0o1;
 const O_RDWR: u64 = 0o2;
@@ -18,31 +18,47 @@ const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const WRITE_INTENT: u64 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 
-/// Open flags of calls in flight, by thread.
+const AT_FDCWD: u64 = -100i64 as u64;
+
+/// An open with write intent in flight.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct OpenArgs {
+    flags: u64,
+    dirfd: u64,
+    filename: u64,
+}
+
+/// Opens in flight, by thread.
 #[map]
-static OPEN_FLAGS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16 * 1024, 0);
+static OPEN_ARGS: LruHashMap<u64, OpenArgs> = LruHashMap::with_max_entries(16 * 1024, 0);
 
 #[inline(always)]
-fn enter(flags: u64) -> u32 {
+fn enter(flags: u64, dirfd: u64, filename: u64) -> u32 {
     if flags & WRITE_INTENT != 0 {
-        let _ = OPEN_FLAGS.insert(bpf_get_current_pid_tgid(), flags, 0);
+        let args = OpenArgs {
+            flags,
+            dirfd,
+            filename,
+        };
+        let _ = OPEN_ARGS.insert(bpf_get_current_pid_tgid(), args, 0);
     }
     0
 }
 
 #[tracepoint]
 pub fn dw_enter_openat(ctx: TracePointContext) -> u32 {
-    enter(arg(&ctx, 2))
+    enter(arg(&ctx, 2), arg(&ctx, 0), arg(&ctx, 1))
 }
 
 #[tracepoint]
 pub fn dw_enter_open(ctx: TracePointContext) -> u32 {
-    enter(arg(&ctx, 1))
+    enter(arg(&ctx, 1), AT_FDCWD, arg(&ctx, 0))
 }
 
 #[tracepoint]
-pub fn dw_enter_creat(_ctx: TracePointContext) -> u32 {
-    enter(O_CREAT | O_WRONLY | O_TRUNC)
+pub fn dw_enter_creat(ctx: TracePointContext) -> u32 {
+    enter(O_CREAT | O_WRONLY | O_TRUNC, AT_FDCWD, arg(&ctx, 0))
 }
 
 #[tracepoint]
@@ -51,7 +67,7 @@ pub fn dw_enter_openat2(ctx: TracePointContext) -> u32 {
     let how = arg(&ctx, 2) as *const u64;
     // SAFETY: probe read of the caller's memory.
     match unsafe { bpf_probe_read_user(how) } {
-        Ok(flags) => enter(flags),
+        Ok(flags) => enter(flags, arg(&ctx, 0), arg(&ctx, 1)),
         Err(_) => 0,
     }
 }
@@ -61,12 +77,14 @@ pub fn dw_enter_openat2(ctx: TracePointContext) -> u32 {
 pub fn dw_exit_open(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(flags) = (unsafe { OPEN_FLAGS.get(id) }).copied() else {
+    let Some(args) = (unsafe { OPEN_ARGS.get(id) }).copied() else {
         return 0;
     };
-    let _ = OPEN_FLAGS.remove(id);
+    let _ = OPEN_ARGS.remove(id);
+    let flags = args.flags;
     let ret = ret(&ctx);
     if ret < 0 {
+        path::failed_open(ret, args.dirfd as i32 as i64, args.filename);
         return 0;
     }
     let task = record::current_task();

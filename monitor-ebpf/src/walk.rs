@@ -10,7 +10,7 @@ use aya_ebpf::macros::map;
 use aya_ebpf::maps::HashMap;
 use monitor_common::{
     FileRecord, WatchKey, WatchValue, MAX_DEPTH, NAME_READ, PATH_OFF_MASK, PATH_RESOLVED,
-    PATH_TRUNCATED, WATCH_SUBTREE,
+    PATH_TRUNCATED, WATCH_CHILDREN, WATCH_SUBTREE,
 };
 
 use crate::kernel::*;
@@ -48,7 +48,11 @@ pub fn watched_ops(dentry: Ptr, mnt: Ptr, mask: u32) -> u32 {
             if !inode.is_null() {
                 if let Some(v) = WATCHES.get(key_of(inode)) {
                     let ops = v.ops & mask;
-                    if ops != 0 && (level == 0 || v.flags & WATCH_SUBTREE != 0) {
+                    if ops != 0
+                        && (level == 0
+                            || v.flags & WATCH_SUBTREE != 0
+                            || (level == 1 && v.flags & WATCH_CHILDREN != 0))
+                    {
                         return ops;
                     }
                 }
@@ -135,6 +139,7 @@ pub fn fill_file(dentry: Ptr, mnt: Ptr, out: *mut FileRecord) {
         }
         (*out).flags = flags;
         (*out).len = off as u32;
+        (*out).raw[0] = 0;
     }
 }
 
@@ -143,6 +148,7 @@ pub fn fill_file(dentry: Ptr, mnt: Ptr, out: *mut FileRecord) {
 pub fn clear_file(out: *mut FileRecord) {
     // SAFETY: `out` points into a ring-buffer reservation.
     unsafe {
+        (*out).raw[0] = 0;
         (*out).dev = 0;
         (*out).ino = 0;
         (*out).mode = 0;

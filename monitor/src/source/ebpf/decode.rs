@@ -7,7 +7,15 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use monitor_common::{FileRecord, Op, Record, PATH_BUF, PATH_RESOLVED, PATH_TRUNCATED};
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use monitor_common::{
+    FileRecord, Op, Record, PATH_BASE, PATH_BUF, PATH_RAW, PATH_RESOLVED, PATH_TRUNCATED,
+};
+
+use super::watches::normalize;
 
 use crate::event::{Action, Event, FileRef, Outcome, Process, Source};
 
@@ -75,8 +83,31 @@ pub fn user_dev(kdev: u64) -> u64 {
 /// The absolute path of a kernel path buffer, or `None` when the kernel
 /// found no path.
 pub fn path_of(file: &FileRecord) -> Option<Bytes> {
+    let base = resolved_path(file);
+    if file.flags & PATH_RAW == 0 {
+        return base.map(Bytes::from);
+    }
+    let end = memchr::memchr(0, &file.raw).unwrap_or(file.raw.len());
+    let raw = &file.raw[..end];
+    if raw.is_empty() {
+        return None;
+    }
+    let joined = if raw[0] == b'/' {
+        PathBuf::from(OsStr::from_bytes(raw))
+    } else if file.flags & PATH_BASE != 0 {
+        let mut p = PathBuf::from(OsStr::from_bytes(&base?));
+        p.push(OsStr::from_bytes(raw));
+        p
+    } else {
+        return None;
+    };
+    Some(Bytes::from(normalize(&joined).into_os_string().into_vec()))
+}
+
+/// The path in `names` (components leaf first), when the kernel resolved one.
+fn resolved_path(file: &FileRecord) -> Option<Vec<u8>> {
     let len = (file.len as usize).min(PATH_BUF);
-    if file.flags & PATH_RESOLVED == 0 || (len == 0 && file.ino == 0) {
+    if file.flags & PATH_RESOLVED == 0 {
         return None;
     }
     let mut components: Vec<&[u8]> = file.names[..len]
@@ -97,13 +128,13 @@ pub fn path_of(file: &FileRecord) -> Option<Bytes> {
     if path.is_empty() {
         path.push(b'/');
     }
-    Some(Bytes::from(path))
+    Some(path)
 }
 
 fn file_ref(file: &FileRecord) -> Option<FileRef> {
     let path = path_of(file)?;
     let mut f = FileRef::new(path);
-    if file.ino != 0 {
+    if file.ino != 0 && file.flags & PATH_BASE == 0 {
         f.inode = Some(file.ino);
         f.dev = Some(user_dev(file.dev));
         f.mode = Some(file.mode);
@@ -183,9 +214,29 @@ mod tests {
             len: names.len() as u32,
             _pad: 0,
             names: [0; PATH_BUF],
+            raw: [0; monitor_common::ARG_PATH],
         };
         f.names[..names.len()].copy_from_slice(names);
         f
+    }
+
+    fn raw(mut f: FileRecord, raw: &[u8]) -> FileRecord {
+        f.raw[..raw.len()].copy_from_slice(raw);
+        f.flags |= PATH_RAW;
+        f
+    }
+
+    #[test]
+    fn caller_strings_are_joined_to_their_base_and_normalized() {
+        let abs = raw(file(b"", 0), b"/etc//docker/./daemon.json\0");
+        assert_eq!(path_of(&abs).unwrap(), &b"/etc/docker/daemon.json"[..]);
+        let rel = raw(
+            file(b"docker\0etc\0", PATH_RESOLVED | PATH_BASE),
+            b"../docker/daemon.json\0",
+        );
+        assert_eq!(path_of(&rel).unwrap(), &b"/etc/docker/daemon.json"[..]);
+        let lost_base = raw(file(b"", 0), b"daemon.json\0");
+        assert_eq!(path_of(&lost_base), None);
     }
 
     #[test]

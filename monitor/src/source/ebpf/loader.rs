@@ -5,10 +5,12 @@
 //! coverage.
 
 use anyhow::Context;
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{ProgramError, TracePoint};
+use aya::programs::{FEntry, Lsm, ProgramError, TracePoint};
+use aya::Btf;
 use aya::{Ebpf, EbpfLoader};
-use monitor_common::{WatchKey, WatchValue};
+use monitor_common::{WatchKey, WatchValue, ARG_PATH};
 
 use super::watches::WatchSet;
 use super::EbpfConfig;
@@ -16,15 +18,81 @@ use super::EbpfConfig;
 /// The kernel programs, built by monitor/build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
 
-/// How the probes hook the kernel, best first. BPF LSM and fentry need a
-/// kernel that allows them (no lockdown); syscall tracepoints work
-/// everywhere BPF does.
+/// What the kernel lets the probes hook, found at start by trying: BPF LSM
+/// and fentry need a kernel built with them and not locked down; syscall
+/// tracepoints work everywhere BPF does, and are what the probes use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attachment {
-    Tracepoint,
+pub struct Attachment {
+    pub lsm: bool,
+    pub fentry: bool,
 }
 
-/// (program, tracepoint in the `syscalls` category).
+impl Attachment {
+    fn detect(ebpf: &mut Ebpf) -> Attachment {
+        let btf = match Btf::from_sys_fs() {
+            Ok(btf) => btf,
+            Err(e) => {
+                tracing::info!("no kernel BTF ({e}); BPF LSM and fentry unavailable");
+                return Attachment {
+                    lsm: false,
+                    fentry: false,
+                };
+            }
+        };
+        let lsm = try_hook(ebpf, "dw_probe_lsm", |p| {
+            let p: &mut Lsm = p.try_into()?;
+            p.load("path_truncate", &btf)?;
+            let link = p.attach()?;
+            p.detach(link)?;
+            Ok(())
+        });
+        let fentry = try_hook(ebpf, "dw_probe_fentry", |p| {
+            let p: &mut FEntry = p.try_into()?;
+            p.load("vfs_truncate", &btf)?;
+            let link = p.attach()?;
+            p.detach(link)?;
+            Ok(())
+        });
+        Attachment { lsm, fentry }
+    }
+
+    /// For the start-up log.
+    pub fn describe(self) -> String {
+        let yes_no = |b: bool| {
+            if b {
+                "available"
+            } else {
+                "refused by the kernel"
+            }
+        };
+        format!(
+            "BPF LSM {}, fentry {}; using syscall tracepoints",
+            yes_no(self.lsm),
+            yes_no(self.fentry)
+        )
+    }
+}
+
+fn try_hook(
+    ebpf: &mut Ebpf,
+    name: &str,
+    attach: impl FnOnce(&mut aya::programs::Program) -> anyhow::Result<()>,
+) -> bool {
+    let Some(program) = ebpf.program_mut(name) else {
+        return false;
+    };
+    match attach(program) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(program = name, "{e:#}");
+            false
+        }
+    }
+}
+
+/// (program, tracepoint in the `syscalls` category). One program may serve
+/// several calls with the same arguments; `dw_exit_open` and `dw_exit_path`
+/// serve every call of their kind at exit.
 const TRACEPOINTS: &[(&str, &str)] = &[
     ("dw_enter_openat", "sys_enter_openat"),
     ("dw_enter_open", "sys_enter_open"),
@@ -34,13 +102,79 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     ("dw_exit_open", "sys_exit_open"),
     ("dw_exit_open", "sys_exit_creat"),
     ("dw_exit_open", "sys_exit_openat2"),
+    ("dw_enter_chmod", "sys_enter_chmod"),
+    ("dw_enter_fchmodat", "sys_enter_fchmodat"),
+    ("dw_enter_fchmodat2", "sys_enter_fchmodat2"),
+    ("dw_enter_fchmod", "sys_enter_fchmod"),
+    ("dw_enter_chown", "sys_enter_chown"),
+    ("dw_enter_chown", "sys_enter_lchown"),
+    ("dw_enter_fchownat", "sys_enter_fchownat"),
+    ("dw_enter_fchown", "sys_enter_fchown"),
+    ("dw_enter_setxattr", "sys_enter_setxattr"),
+    ("dw_enter_setxattr", "sys_enter_lsetxattr"),
+    ("dw_enter_setxattr", "sys_enter_removexattr"),
+    ("dw_enter_setxattr", "sys_enter_lremovexattr"),
+    ("dw_enter_setxattrat", "sys_enter_setxattrat"),
+    ("dw_enter_setxattrat", "sys_enter_removexattrat"),
+    ("dw_enter_fsetxattr", "sys_enter_fsetxattr"),
+    ("dw_enter_fsetxattr", "sys_enter_fremovexattr"),
+    ("dw_enter_truncate", "sys_enter_truncate"),
+    ("dw_enter_ftruncate", "sys_enter_ftruncate"),
+    ("dw_enter_rename", "sys_enter_rename"),
+    ("dw_enter_renameat", "sys_enter_renameat"),
+    ("dw_enter_renameat", "sys_enter_renameat2"),
+    ("dw_enter_link", "sys_enter_link"),
+    ("dw_enter_linkat", "sys_enter_linkat"),
+    ("dw_enter_symlink", "sys_enter_symlink"),
+    ("dw_enter_symlinkat", "sys_enter_symlinkat"),
+    ("dw_enter_unlink", "sys_enter_unlink"),
+    ("dw_enter_unlinkat", "sys_enter_unlinkat"),
+    ("dw_enter_rmdir", "sys_enter_rmdir"),
+    ("dw_enter_mkdir", "sys_enter_mkdir"),
+    ("dw_enter_mkdirat", "sys_enter_mkdirat"),
+    ("dw_enter_mknod", "sys_enter_mknod"),
+    ("dw_enter_mknodat", "sys_enter_mknodat"),
+    ("dw_enter_connect", "sys_enter_connect"),
+    ("dw_exit_path", "sys_exit_chmod"),
+    ("dw_exit_path", "sys_exit_fchmodat"),
+    ("dw_exit_path", "sys_exit_fchmodat2"),
+    ("dw_exit_path", "sys_exit_fchmod"),
+    ("dw_exit_path", "sys_exit_chown"),
+    ("dw_exit_path", "sys_exit_lchown"),
+    ("dw_exit_path", "sys_exit_fchownat"),
+    ("dw_exit_path", "sys_exit_fchown"),
+    ("dw_exit_path", "sys_exit_setxattr"),
+    ("dw_exit_path", "sys_exit_lsetxattr"),
+    ("dw_exit_path", "sys_exit_removexattr"),
+    ("dw_exit_path", "sys_exit_lremovexattr"),
+    ("dw_exit_path", "sys_exit_setxattrat"),
+    ("dw_exit_path", "sys_exit_removexattrat"),
+    ("dw_exit_path", "sys_exit_fsetxattr"),
+    ("dw_exit_path", "sys_exit_fremovexattr"),
+    ("dw_exit_path", "sys_exit_truncate"),
+    ("dw_exit_path", "sys_exit_ftruncate"),
+    ("dw_exit_path", "sys_exit_rename"),
+    ("dw_exit_path", "sys_exit_renameat"),
+    ("dw_exit_path", "sys_exit_renameat2"),
+    ("dw_exit_path", "sys_exit_link"),
+    ("dw_exit_path", "sys_exit_linkat"),
+    ("dw_exit_path", "sys_exit_symlink"),
+    ("dw_exit_path", "sys_exit_symlinkat"),
+    ("dw_exit_path", "sys_exit_unlink"),
+    ("dw_exit_path", "sys_exit_unlinkat"),
+    ("dw_exit_path", "sys_exit_rmdir"),
+    ("dw_exit_path", "sys_exit_mkdir"),
+    ("dw_exit_path", "sys_exit_mkdirat"),
+    ("dw_exit_path", "sys_exit_mknod"),
+    ("dw_exit_path", "sys_exit_mknodat"),
+    ("dw_exit_path", "sys_exit_connect"),
 ];
 
 /// The loaded object; dropping it detaches every program.
 pub struct Probes {
     ebpf: Ebpf,
-    watches: HashMap<MapData, WatchKey, WatchValue>,
     attached: Vec<String>,
+    attachment: Attachment,
 }
 
 impl Probes {
@@ -68,7 +202,7 @@ impl Probes {
                 if let Err(e) = program.load() {
                     tracing::error!(
                         program = name,
-                        "the kernel refused program {name}: {}; the actions it covers are not \
+                        "the kernel refused program {name}: {}; the calls it covers are not \
                          watched by eBPF (the audit source still covers them if enabled)",
                         describe(&e)
                     );
@@ -79,10 +213,11 @@ impl Probes {
             }
             match program.attach("syscalls", tracepoint) {
                 Ok(_) => attached.push(format!("{name}@{tracepoint}")),
-                // open(2) and creat(2) do not exist on every architecture.
-                Err(e) => tracing::warn!(
+                // Not every call exists on every architecture and kernel
+                // (open, creat, setxattrat, fchmodat2).
+                Err(e) => tracing::debug!(
                     program = name,
-                    "cannot attach to syscalls/{tracepoint}: {e:#} (is tracefs mounted at /sys/kernel/tracing?)"
+                    "cannot attach to syscalls/{tracepoint}: {e:#}"
                 ),
             }
         }
@@ -93,39 +228,35 @@ impl Probes {
                  allows BPF tracepoints"
             );
         }
-        let watches = HashMap::try_from(
-            ebpf.take_map("WATCHES")
-                .context("the kernel object has no WATCHES map")?,
-        )?;
+        let attachment = Attachment::detect(&mut ebpf);
         Ok(Probes {
             ebpf,
-            watches,
             attached,
+            attachment,
         })
     }
 
     /// Program@tracepoint pairs attached.
-    pub fn attached(&self) -> Vec<String> {
-        self.attached.clone()
+    pub fn attached(&self) -> &[String] {
+        &self.attached
     }
 
-    /// Makes the kernel's watch set equal to `set`.
-    pub fn replace_watches(&mut self, set: &WatchSet) -> anyhow::Result<()> {
-        let stale: Vec<WatchKey> = self
-            .watches
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !set.keys.contains_key(&(k.dev, k.ino)))
-            .collect();
-        for key in stale {
-            let _ = self.watches.remove(&key);
-        }
-        for (&key, value) in &set.keys {
-            self.watches
-                .insert(WatchSet::kernel_key(key), value, 0)
-                .context("cannot update the kernel's watch set")?;
-        }
-        Ok(())
+    pub fn attachment(&self) -> Attachment {
+        self.attachment
+    }
+
+    pub fn take_watches(&mut self) -> anyhow::Result<KernelWatches> {
+        let mut take = |name: &str| {
+            self.ebpf
+                .take_map(name)
+                .with_context(|| format!("the kernel object has no {name} map"))
+        };
+        Ok(KernelWatches {
+            keys: HashMap::try_from(take("WATCHES")?)?,
+            paths: LpmTrie::try_from(take("WATCH_PATHS")?)?,
+            ancestors: HashMap::try_from(take("ANCESTORS")?)?,
+            current: WatchSet::default(),
+        })
     }
 
     pub fn take_ring(&mut self) -> anyhow::Result<RingBuf<MapData>> {
@@ -143,6 +274,77 @@ impl Probes {
             .context("the kernel object has no STATS map")?;
         Ok(PerCpuArray::try_from(map)?)
     }
+}
+
+/// The kernel's three views of the watch set (see `watches`).
+pub struct KernelWatches {
+    keys: HashMap<MapData, WatchKey, WatchValue>,
+    paths: LpmTrie<MapData, [u8; ARG_PATH], WatchValue>,
+    ancestors: HashMap<MapData, WatchKey, u32>,
+    current: WatchSet,
+}
+
+impl KernelWatches {
+    /// The set the kernel holds now.
+    pub fn current(&self) -> &WatchSet {
+        &self.current
+    }
+
+    /// Makes the kernel's maps hold `set`: new entries first, then stale
+    /// ones removed, so nothing watched in both is ever missing.
+    pub fn replace(&mut self, set: WatchSet) -> anyhow::Result<()> {
+        for (&(dev, ino), value) in &set.keys {
+            self.keys
+                .insert(WatchKey { dev, ino }, value, 0)
+                .context("cannot update the kernel's watch set")?;
+        }
+        for (path, value) in &set.paths {
+            let Some(key) = trie_key(path) else {
+                tracing::warn!(
+                    path = %String::from_utf8_lossy(path),
+                    "watch path longer than {} bytes: only calls on open files see it",
+                    ARG_PATH - 1
+                );
+                continue;
+            };
+            self.paths
+                .insert(&key, value, 0)
+                .context("cannot update the kernel's watched paths")?;
+        }
+        for &(dev, ino) in &set.ancestors {
+            self.ancestors
+                .insert(WatchKey { dev, ino }, 1, 0)
+                .context("cannot update the kernel's watch ancestors")?;
+        }
+        for &(dev, ino) in self.current.keys.keys() {
+            if !set.keys.contains_key(&(dev, ino)) {
+                let _ = self.keys.remove(&WatchKey { dev, ino });
+            }
+        }
+        for path in self.current.paths.keys() {
+            if !set.paths.contains_key(path) {
+                if let Some(key) = trie_key(path) {
+                    let _ = self.paths.remove(&key);
+                }
+            }
+        }
+        for &(dev, ino) in &self.current.ancestors {
+            if !set.ancestors.contains(&(dev, ino)) {
+                let _ = self.ancestors.remove(&WatchKey { dev, ino });
+            }
+        }
+        self.current = set;
+        Ok(())
+    }
+}
+
+fn trie_key(path: &[u8]) -> Option<Key<[u8; ARG_PATH]>> {
+    if path.len() > ARG_PATH {
+        return None;
+    }
+    let mut data = [0u8; ARG_PATH];
+    data[..path.len()].copy_from_slice(path);
+    Some(Key::new(path.len() as u32 * 8, data))
 }
 
 fn ring_bytes(kib: u32) -> anyhow::Result<u32> {

@@ -59,20 +59,32 @@ impl EbpfSource {
         for (path, why) in &set.rejected {
             tracing::error!(path = %path.display(), "watch ignored: {why}");
         }
-        for pending in &set.pending {
-            tracing::info!(path = %pending.path.display(), "watch path does not exist yet");
+        for path in &set.pending {
+            tracing::info!(
+                path = %path.display(),
+                "watch path does not exist yet; it is watched from when it appears"
+            );
         }
-        probes.replace_watches(&set)?;
+        let watched_inodes = set.keys.len();
+        let mut kernel_watches = probes.take_watches()?;
+        kernel_watches.replace(set)?;
         tracing::info!(
-            programs = probes.attached().join(",").as_str(),
-            watched_inodes = set.keys.len(),
+            programs = probes.attached().len(),
+            watched_inodes,
+            hooks = probes.attachment().describe().as_str(),
             "eBPF probes attached"
         );
         let stats = Arc::new(reader::Stats::default());
         let ring = probes.take_ring()?;
         let counters = probes.take_counters()?;
         let tasks = vec![
-            tokio::spawn(reader::read_records(ring, tx.clone(), stats.clone())),
+            tokio::spawn(reader::read_records(
+                ring,
+                tx.clone(),
+                stats.clone(),
+                kernel_watches,
+                watches.to_vec(),
+            )),
             tokio::spawn(reader::report_losses(counters, tx, stats.clone())),
         ];
         Ok(EbpfSource {
@@ -82,8 +94,8 @@ impl EbpfSource {
         })
     }
 
-    /// Records received and lost so far.
-    pub fn stats(&self) -> (u64, u64) {
+    /// Records received, lost (ring buffer full) and filtered in userspace.
+    pub fn stats(&self) -> (u64, u64, u64) {
         self.stats.snapshot()
     }
 }
@@ -93,7 +105,7 @@ impl Drop for EbpfSource {
         for task in &self.tasks {
             task.abort();
         }
-        let (received, lost) = self.stats.snapshot();
-        tracing::info!(received, lost, "eBPF source stopped");
+        let (received, lost, filtered) = self.stats.snapshot();
+        tracing::info!(received, lost, filtered, "eBPF source stopped");
     }
 }
