@@ -93,6 +93,8 @@ async fn run_async(
         None
     };
     drop(tx);
+    // Audit checkpoints advance only past events handled here.
+    let audit_acks = _audit.as_ref().map(AuditSource::acks);
     if started.is_empty() {
         return Err(ConfigError::new(
             "no event source could start (see the errors above); enable [sources.ebpf] or [sources.audit]",
@@ -113,9 +115,13 @@ async fn run_async(
     let mut alerts = Vec::new();
     loop {
         let deadline = pipeline.next_deadline();
+        let mut from_audit = false;
         tokio::select! {
             event = rx.recv() => match event {
-                Some(event) => pipeline.push(event, Instant::now(), &mut alerts),
+                Some(event) => {
+                    from_audit = event.source == crate::event::Source::Audit;
+                    pipeline.push(event, Instant::now(), &mut alerts)
+                }
                 None => break,
             },
             _ = sleep_until(deadline) => pipeline.tick(Instant::now(), &mut alerts),
@@ -124,6 +130,9 @@ async fn run_async(
         }
         for alert in alerts.drain(..) {
             outputs.send(&alert);
+        }
+        if let (true, Some(acks)) = (from_audit, &audit_acks) {
+            acks.done();
         }
     }
     pipeline.flush(&mut alerts);

@@ -110,6 +110,16 @@ impl Reassembler {
         self.open.iter().map(|g| g.origin).min()
     }
 
+    /// Moves every open group's origin to `origin` (the input changed).
+    pub fn rebase_origins(&mut self, origin: u64) {
+        for group in &mut self.open {
+            group.origin = origin;
+        }
+        for (_, o) in &mut self.recent {
+            *o = 0;
+        }
+    }
+
     /// Events completed recently whose first record lies at or after
     /// `offset`: what a resume from `offset` must not emit again.
     pub fn completed_since(&self, offset: u64) -> Vec<AuditId> {

@@ -59,6 +59,16 @@ impl Input {
         }
     }
 
+    /// The input ended in the middle of a line: a writer was cut off.
+    pub fn unterminated(&mut self, line_no: u64) {
+        self.warn(
+            line_no,
+            format_args!(
+                "the last line has no newline (the log was cut off mid-write); reading it anyway"
+            ),
+        );
+    }
+
     fn warn(&mut self, line_no: u64, what: std::fmt::Arguments<'_>) {
         self.bad += 1;
         if self.bad <= SHOWN {

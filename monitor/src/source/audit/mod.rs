@@ -10,9 +10,11 @@
 //! [`Event`]: crate::event::Event
 
 pub mod assemble;
+pub mod checkpoint;
 pub mod feed;
 pub mod group;
 pub mod lines;
+mod live;
 pub mod record;
 mod replay;
 pub mod syscalls;
@@ -23,17 +25,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::event::Event;
 use crate::source::EventSender;
 
+pub use checkpoint::Acks;
 pub use replay::replay;
-
-/// How often the log is checked for new lines when idle.
-const POLL: Duration = Duration::from_millis(50);
 
 /// How audit events are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -53,6 +51,10 @@ pub struct AuditConfig {
     pub mode: AuditMode,
     /// auditd's log file (`log_file` in auditd.conf).
     pub log: PathBuf,
+    /// Where the reader saves its position so a restart resumes with no gap
+    /// and no duplicate (e.g. `/var/lib/dockwatch/audit.checkpoint`). Off by
+    /// default: without it, reading starts at the end of the log.
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -60,6 +62,7 @@ impl Default for AuditConfig {
         AuditConfig {
             mode: AuditMode::Log,
             log: PathBuf::from("/var/log/audit/audit.log"),
+            checkpoint: None,
         }
     }
 }
@@ -68,24 +71,33 @@ impl Default for AuditConfig {
 pub struct AuditSource {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    acks: Acks,
 }
 
 impl AuditSource {
     pub async fn start(config: &AuditConfig, tx: EventSender) -> anyhow::Result<AuditSource> {
         let stop = Arc::new(AtomicBool::new(false));
+        let acks = Acks::default();
         let thread = match config.mode {
             AuditMode::Off => None,
             AuditMode::Log | AuditMode::Netlink => {
                 let config = config.clone();
                 let flag = stop.clone();
+                let acks = acks.clone();
                 Some(
                     std::thread::Builder::new()
                         .name("audit-log".into())
-                        .spawn(move || follow_log(&config, tx, &flag))?,
+                        .spawn(move || live::follow_log(&config, tx, acks, &flag))?,
                 )
             }
         };
-        Ok(AuditSource { stop, thread })
+        Ok(AuditSource { stop, thread, acks })
+    }
+
+    /// The daemon calls [`Acks::done`] on this once per audit event it has
+    /// handed to the outputs; checkpoints never run ahead of it.
+    pub fn acks(&self) -> Acks {
+        self.acks.clone()
     }
 }
 
@@ -96,25 +108,4 @@ impl Drop for AuditSource {
             let _ = thread.join();
         }
     }
-}
-
-/// The log-tailing thread: runs until `stop` or until nobody listens.
-fn follow_log(config: &AuditConfig, tx: EventSender, stop: &AtomicBool) {
-    let mut tailer = tail::Tailer::at_end(&config.log);
-    let mut reassembler = assemble::Reassembler::default();
-    let mut closed = false;
-    let mut emit = |event: Event| {
-        if !closed && tx.blocking_send(event).is_err() {
-            closed = true;
-        }
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        let progressed = tailer.poll(now, &mut reassembler, &mut emit);
-        reassembler.expire(Instant::now(), &mut emit);
-        if !progressed {
-            std::thread::sleep(POLL);
-        }
-    }
-    reassembler.expire(Instant::now(), &mut emit);
 }

@@ -29,6 +29,14 @@ macro_rules! record_types {
             /// The type named as audit.log names it (`SYSCALL`,
             /// `UNKNOWN[1337]`); `None` for a name we do not know.
             pub fn from_name(name: &[u8]) -> Option<RecordType> {
+                // The records of syscall events first: they are most lines.
+                match name {
+                    b"PATH" => return Some(RecordType::PATH),
+                    b"SYSCALL" => return Some(RecordType::SYSCALL),
+                    b"CWD" => return Some(RecordType::CWD),
+                    b"PROCTITLE" => return Some(RecordType::PROCTITLE),
+                    _ => {}
+                }
                 match name {
                     $(n if n == stringify!($name).as_bytes() => Some(RecordType($code)),)*
                     _ => {
@@ -276,32 +284,48 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
+    // Fields are short (a few bytes each), so plain byte loops beat memchr
+    // calls here; this is the innermost loop of every replay.
     fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let bytes = self.rest;
+        let mut i = 0;
         loop {
-            let start = self.rest.iter().position(|&b| b != b' ')?;
-            let rest = &self.rest[start..];
-            let token_end = memchr(b' ', rest).unwrap_or(rest.len());
-            let Some(eq) = memchr(b'=', &rest[..token_end]) else {
-                self.rest = &rest[token_end..];
+            while i < bytes.len() && bytes[i] == b' ' {
+                i += 1;
+            }
+            if i == bytes.len() {
+                self.rest = &bytes[i..];
+                return None;
+            }
+            let key_start = i;
+            while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b' ' {
+                i += 1;
+            }
+            if i == bytes.len() || bytes[i] == b' ' {
+                // A token without `=`: skip it.
                 continue;
-            };
-            let key = &rest[..eq];
-            let after = &rest[eq + 1..];
-            match after.first() {
+            }
+            let key = &bytes[key_start..i];
+            i += 1;
+            match bytes.get(i) {
                 Some(b'\'') => {
                     // msg='op=… res=success': descend into the nested fields.
-                    self.rest = &after[1..];
+                    i += 1;
                     continue;
                 }
                 Some(b'"') => {
-                    let len = memchr(b'"', &after[1..]).map_or(after.len(), |i| i + 2);
-                    self.rest = &after[len..];
-                    return Some((key, &after[..len]));
+                    let value_start = i;
+                    i = memchr(b'"', &bytes[i + 1..]).map_or(bytes.len(), |q| i + q + 2);
+                    self.rest = &bytes[i..];
+                    return Some((key, &bytes[value_start..i]));
                 }
                 _ => {
-                    let len = memchr(b' ', after).unwrap_or(after.len());
-                    self.rest = &after[len..];
-                    return Some((key, strip_quote_close(&after[..len])));
+                    let value_start = i;
+                    while i < bytes.len() && bytes[i] != b' ' {
+                        i += 1;
+                    }
+                    self.rest = &bytes[i..];
+                    return Some((key, strip_quote_close(&bytes[value_start..i])));
                 }
             }
         }
@@ -329,10 +353,18 @@ pub fn decode_str_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
             true
         }
         b"(null)" | b"(none)" | b"" => false,
-        _ if raw.len().is_multiple_of(2) && raw.iter().all(u8::is_ascii_hexdigit) => {
+        _ if raw.len().is_multiple_of(2) => {
+            let start = out.len();
             out.reserve(raw.len() / 2);
             for pair in raw.chunks_exact(2) {
-                out.push(hex_val(pair[0]) << 4 | hex_val(pair[1]));
+                let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+                if (hi | lo) & 0xf0 != 0 {
+                    // Not hex after all (`?`, a bare word): keep it as is.
+                    out.truncate(start);
+                    out.extend_from_slice(raw);
+                    return true;
+                }
+                out.push(hi << 4 | lo);
             }
             true
         }
@@ -342,6 +374,22 @@ pub fn decode_str_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
         }
     }
 }
+
+/// Hex digit values; 0xff for anything that is not one.
+static HEX_VALUE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = match i as u8 {
+            b @ b'0'..=b'9' => b - b'0',
+            b @ b'a'..=b'f' => b - b'a' + 10,
+            b @ b'A'..=b'F' => b - b'A' + 10,
+            _ => 0xff,
+        };
+        i += 1;
+    }
+    table
+};
 
 fn hex_val(b: u8) -> u8 {
     match b {

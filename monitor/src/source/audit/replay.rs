@@ -114,6 +114,7 @@ fn stream(
     }
     let origin = lines.offset();
     if let Some((line, line_no)) = lines.last_line() {
+        input.unterminated(line_no);
         input.feed(line, line_no, origin, None, reassembler, emit);
     }
     Ok(())

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::assemble::{Emit, Reassembler};
+use super::checkpoint;
 use super::feed::Input;
 use super::lines::LineReader;
 
@@ -43,6 +44,9 @@ pub struct Position {
     pub file: File,
     pub id: FileId,
     pub lines: LineReader,
+    /// See [`checkpoint::fingerprint`]; 0 until the file has a first line.
+    pub fingerprint: u64,
+    path: PathBuf,
 }
 
 impl Position {
@@ -56,7 +60,17 @@ impl Position {
             file,
             id,
             lines: LineReader::new(offset),
+            fingerprint: checkpoint::fingerprint(path).unwrap_or(0),
+            path: path.to_path_buf(),
         })
+    }
+
+    /// The fingerprint, computed again while the file had no full line.
+    pub fn fingerprint(&mut self) -> u64 {
+        if self.fingerprint == 0 {
+            self.fingerprint = checkpoint::fingerprint(&self.path).unwrap_or(0);
+        }
+        self.fingerprint
     }
 
     /// Opens `path` at its current end.
@@ -157,11 +171,18 @@ impl Tailer {
                 None
             }
         };
+        // Line numbers in warnings count from where reading began.
+        let name = match &position {
+            Some(p) if p.lines.offset() > 0 => {
+                format!("{} (from byte {})", path.display(), p.lines.offset())
+            }
+            _ => path.display().to_string(),
+        };
         Tailer {
             path: path.to_path_buf(),
             told_missing: position.is_none(),
             position,
-            input: Input::new(path.display().to_string()),
+            input: Input::new(name),
         }
     }
 
@@ -179,9 +200,12 @@ impl Tailer {
         &self.path
     }
 
-    /// The file held and the offset of the next unread line.
-    pub fn position(&self) -> Option<(FileId, u64)> {
-        self.position.as_ref().map(|p| (p.id, p.lines.offset()))
+    /// The file held, its fingerprint and the offset of the next unread
+    /// line.
+    pub fn position(&mut self) -> Option<(FileId, u64, u64)> {
+        self.position
+            .as_mut()
+            .map(|p| (p.id, p.fingerprint(), p.lines.offset()))
     }
 
     /// Reads everything available now, following rotations; returns whether
@@ -191,6 +215,7 @@ impl Tailer {
         now: Instant,
         reassembler: &mut Reassembler,
         emit: &mut Emit<'_>,
+        progress: &mut Progress<'_>,
     ) -> bool {
         let mut progressed = false;
         loop {
@@ -207,7 +232,7 @@ impl Tailer {
                     Err(_) => return progressed,
                 }
             };
-            progressed |= drain(position, &mut self.input, now, reassembler, emit);
+            progressed |= drain(position, &mut self.input, now, reassembler, emit, progress);
             match path_state(&self.path, position) {
                 PathState::Same => return progressed,
                 PathState::Shrunk => {
@@ -223,7 +248,8 @@ impl Tailer {
                 PathState::Rotated => {
                     // One more drain: auditd may have written the last
                     // records between our read and its rename.
-                    progressed |= drain(position, &mut self.input, now, reassembler, emit);
+                    progressed |=
+                        drain(position, &mut self.input, now, reassembler, emit, progress);
                     let finished = position.id;
                     let next = match successor(&self.path, finished) {
                         Some(next) => next,
@@ -245,6 +271,9 @@ impl Tailer {
                             tracing::debug!("following rotation to {}", next.display());
                             let name = self.path.display().to_string();
                             self.finish_input(reassembler, emit, now);
+                            // Records still open came from the old file;
+                            // a resume can only point into the new one.
+                            reassembler.rebase_origins(0);
                             self.switch(p, name);
                         }
                         // Renamed, not yet re-created: try again next poll.
@@ -272,6 +301,10 @@ impl Tailer {
     }
 }
 
+/// Called after each line with the file, its fingerprint and the offset
+/// after the line, so the caller can note a resumable position.
+pub type Progress<'a> = dyn FnMut(&Reassembler, FileId, u64, u64) + 'a;
+
 /// Reads `position` to its current end, feeding complete lines.
 fn drain(
     position: &mut Position,
@@ -279,6 +312,7 @@ fn drain(
     now: Instant,
     reassembler: &mut Reassembler,
     emit: &mut Emit<'_>,
+    progress: &mut Progress<'_>,
 ) -> bool {
     let mut progressed = false;
     loop {
@@ -286,6 +320,8 @@ fn drain(
         while let Some((line, line_no)) = position.lines.next_line() {
             input.feed(line, line_no, origin, Some(now), reassembler, emit);
             origin = position.lines.offset();
+            let fingerprint = position.fingerprint();
+            progress(reassembler, position.id, fingerprint, origin);
         }
         match position.lines.fill(&mut position.file) {
             Ok(0) => return progressed,

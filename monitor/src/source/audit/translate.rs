@@ -124,7 +124,8 @@ struct Item<'a> {
 struct Syscall<'a> {
     arch: u64,
     nr: Option<u64>,
-    enriched_name: Option<&'a [u8]>,
+    /// ENRICHED logs' `SYSCALL=` name, for architectures not tabled.
+    enriched: &'a [u8],
     success: Option<bool>,
     exit: Option<i64>,
     args: [Option<u64>; 4],
@@ -224,7 +225,7 @@ fn parse_syscall<'a>(record: &Record<'a>) -> Syscall<'a> {
             }
         }
     }
-    sc.enriched_name = record.enriched_field(b"SYSCALL");
+    sc.enriched = record.enriched;
     sc
 }
 
@@ -245,6 +246,11 @@ fn parse_item(body: &[u8]) -> Item<'_> {
                     b"DELETE" => NameType::Delete,
                     b"NORMAL" => NameType::Normal,
                     _ => NameType::Unknown,
+                };
+                // The kernel writes nametype after the fields we use; only
+                // capability and security fields follow.
+                if item.mode.is_some() {
+                    break;
                 }
             }
             _ => {}
@@ -333,7 +339,10 @@ impl Translator {
         let sc = parts.syscall.as_ref()?;
         let name = match sc.nr.and_then(|nr| syscalls::name(sc.arch, nr)) {
             Some(name) => name,
-            None => std::str::from_utf8(sc.enriched_name?).ok()?,
+            None => {
+                let named = Fields::new(sc.enriched).find(|(k, _)| *k == b"SYSCALL")?.1;
+                std::str::from_utf8(named).ok()?
+            }
         };
         let kind = syscalls::kind(name)?;
         let action = match kind {
