@@ -34,10 +34,10 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct CommonArgs {
     /// Configuration file (TOML).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Directory of rule files (YAML).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub rules: Option<PathBuf>,
 }
 
