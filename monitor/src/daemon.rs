@@ -112,6 +112,7 @@ async fn run_async(
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let mut alerts = Vec::new();
     loop {
         let deadline = pipeline.next_deadline();
@@ -127,6 +128,7 @@ async fn run_async(
             _ = sleep_until(deadline) => pipeline.tick(Instant::now(), &mut alerts),
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => outputs.reopen(),
         }
         for alert in alerts.drain(..) {
             outputs.send(&alert);
