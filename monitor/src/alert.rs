@@ -495,7 +495,10 @@ mod tests {
         assert_eq!(json["file"]["mode"], "0666");
         assert_eq!(json["process"]["parent"]["pid"], 4200);
         assert_eq!(json["user"]["audit"]["id"], "1000");
-        assert!(json.get("container").is_none(), "absent fields are left out");
+        assert!(
+            json.get("container").is_none(),
+            "absent fields are left out"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub struct Outputs {
 
 impl Outputs {
     pub fn open(urls: &[String], _config: &crate::config::Config) -> Result<Outputs, ConfigError> {
-        let sinks = urls.iter().map(|u| Sink::open(u)).collect::<Result<_, _>>()?;
+        let sinks = urls
+            .iter()
+            .map(|u| Sink::open(u))
+            .collect::<Result<_, _>>()?;
         Ok(Outputs { sinks })
     }
 

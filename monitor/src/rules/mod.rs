@@ -73,10 +73,11 @@ impl RuleSet {
         for file in &files {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| ConfigError::in_file(file, format!("cannot read: {e}")))?;
-            let parsed: RuleFile = serde_norway::from_str(&text).map_err(|e| match e.location() {
-                Some(loc) => ConfigError::at(file, loc.line(), loc.column(), e.to_string()),
-                None => ConfigError::in_file(file, e.to_string()),
-            })?;
+            let parsed: RuleFile =
+                serde_norway::from_str(&text).map_err(|e| match e.location() {
+                    Some(loc) => ConfigError::at(file, loc.line(), loc.column(), e.to_string()),
+                    None => ConfigError::in_file(file, e.to_string()),
+                })?;
             for spec in parsed.rules {
                 rules.push(compile(file, spec)?);
             }
@@ -156,11 +157,18 @@ pub fn command(action: crate::cli::RulesAction, dir: &Path) -> anyhow::Result<u8
     let rules = RuleSet::load_dir(dir)?;
     match action {
         crate::cli::RulesAction::Lint => {
-            println!("{}: {} rules, no problems", dir.display(), rules.rules.len());
+            println!(
+                "{}: {} rules, no problems",
+                dir.display(),
+                rules.rules.len()
+            );
         }
         crate::cli::RulesAction::List => {
             for rule in &rules.rules {
-                println!("{}\t{}\t{}", rule.info.id, rule.info.severity, rule.info.name);
+                println!(
+                    "{}\t{}\t{}",
+                    rule.info.id, rule.info.severity, rule.info.name
+                );
             }
         }
         crate::cli::RulesAction::Auditctl => {
