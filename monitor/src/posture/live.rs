@@ -19,7 +19,7 @@ use super::finding::{Finding, Status};
 use super::host::resolved;
 use super::PostureConfig;
 use crate::alert::{Alert, RuleRef, Severity};
-use crate::event::{Action, Detail, Event, FileRef, PostureChange, Process, Source};
+use crate::event::{Action, Detail, Event, PostureChange, Process, Source};
 use crate::rules::Watch;
 
 /// Audit key and rule-watch key of the files posture depends on.
@@ -110,16 +110,8 @@ impl Posture {
             let mut found = Vec::new();
             posture.baseline.evaluate(group, &mut found);
             for f in found.iter().filter(|f| f.status >= Status::Warn) {
-                let change = PostureChange {
-                    check_id: f.check.id.to_string(),
-                    title: f.check.title.to_string(),
-                    key: f.key.clone(),
-                    before: Value::Null,
-                    after: f.value.clone(),
-                    status: f.status.as_str(),
-                };
-                let alert = posture.alert(Action::PostureFinding, f, change, None);
-                alerts.push(alert);
+                let change = change(f, Value::Null, f.value.clone());
+                alerts.push(posture.alert(Action::PostureFinding, f, change, None));
             }
             posture.findings.insert(group, found);
         }
@@ -250,14 +242,8 @@ impl Posture {
                 None => after.status >= Status::Warn,
             };
             if changed {
-                let change = PostureChange {
-                    check_id: after.check.id.to_string(),
-                    title: after.check.title.to_string(),
-                    key: after.key.clone(),
-                    before: old.map_or(Value::Null, |o| o.value.clone()),
-                    after: after.value.clone(),
-                    status: after.status.as_str(),
-                };
+                let before = old.map_or(Value::Null, |o| o.value.clone());
+                let change = change(after, before, after.value.clone());
                 alerts.push(self.alert(Action::PostureDrift, after, change, process));
             }
         }
@@ -266,18 +252,11 @@ impl Posture {
                 .iter()
                 .any(|n| std::ptr::eq(n.check, old.check) && n.key == old.key);
             if gone && old.status >= Status::Warn {
-                let change = PostureChange {
-                    check_id: old.check.id.to_string(),
-                    title: old.check.title.to_string(),
-                    key: old.key.clone(),
-                    before: old.value.clone(),
-                    after: Value::Null,
-                    status: Status::Pass.as_str(),
-                };
                 let resolved = Finding {
                     status: Status::Pass,
                     ..old.clone()
                 };
+                let change = change(&resolved, old.value.clone(), Value::Null);
                 alerts.push(self.alert(Action::PostureDrift, &resolved, change, process));
             }
         }
@@ -311,14 +290,27 @@ impl Posture {
             .clone();
         let mut event = Event::new(Source::Monitor, action);
         event.outcome = crate::event::Outcome::Success;
-        if let Some(path) = &finding.path {
-            event.file = Some(FileRef::new(path.as_os_str().as_bytes().to_vec()));
-        }
         if let Some(process) = process {
             event.process = process.clone();
         }
         event.detail = Detail::Posture(change);
         Alert::new(event, rule, self.host.clone())
+    }
+}
+
+/// What a drift or finding alert says about `finding`.
+fn change(finding: &Finding, before: Value, after: Value) -> PostureChange {
+    PostureChange {
+        check_id: finding.check.id.to_string(),
+        title: finding.check.title.to_string(),
+        key: finding.key.clone(),
+        before,
+        after,
+        status: finding.status.as_str(),
+        path: finding
+            .path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
     }
 }
 
@@ -336,6 +328,7 @@ fn touches(event_path: &Path, dep: &Path, action: Action) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::FileRef;
 
     fn posture_in(root: &Path) -> (Posture, Vec<Alert>) {
         let config = PostureConfig {
