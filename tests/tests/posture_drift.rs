@@ -374,3 +374,29 @@ fn failing_checks_are_reported_once_at_start() {
         "{findings:#?}"
     );
 }
+
+#[test]
+fn a_change_no_source_reported_is_caught_by_the_periodic_recheck() {
+    let _lock = machine_lock();
+    let _group = Preserve::new("/etc/group");
+    let original = std::fs::read_to_string("/etc/group").unwrap();
+    let without: String = original
+        .lines()
+        .filter(|l| !l.starts_with("docker:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write("/etc/group", format!("{without}docker:x:4998:\n")).unwrap();
+    // auditd watches nothing: only the re-check can notice.
+    let live = Live::start(&[], "recheck_secs = 1");
+    std::fs::write("/etc/group", format!("{without}docker:x:4998:mallory\n")).unwrap();
+    let drift = live.drift("1.1.2");
+    let alert = assert_one_change(
+        &drift,
+        "docker group members",
+        json!([]),
+        json!(["mallory"]),
+        "warn",
+    );
+    // No event, so no process to name.
+    assert!(alert.get("process").is_none(), "{alert:#}");
+}
