@@ -258,12 +258,8 @@ pub fn evaluate_state(
         Err(why) => {
             out.push(ENABLED.finding(Status::Warn, "audit", Value::Null, why.clone()));
             for (check, _) in watched_paths(host, config) {
-                out.push(check.finding(
-                    Status::Warn,
-                    "audit watch",
-                    Value::Null,
-                    format!("unknown: {why}"),
-                ));
+                let why = format!("unknown: {why}");
+                out.push(check.info("audit watch", Value::Null, why).undetermined());
             }
             return;
         }

@@ -155,7 +155,11 @@ fn judge(settings: &DaemonSettings, out: &mut Vec<Finding>) {
             &LIVE_RESTORE,
             &USERLAND_PROXY,
         ] {
-            out.push(check.info(key_of(check), Value::Null, why.clone()));
+            out.push(
+                check
+                    .info(key_of(check), Value::Null, why.clone())
+                    .undetermined(),
+            );
         }
         return;
     }

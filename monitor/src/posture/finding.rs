@@ -131,6 +131,7 @@ impl Check {
             value,
             evidence: evidence.into(),
             path: None,
+            undetermined: false,
         }
     }
 }
@@ -148,9 +149,20 @@ pub struct Finding {
     pub evidence: String,
     /// The file the finding is about, when there is one.
     pub path: Option<PathBuf>,
+    /// The verdict could not be reached because an input is unusable (a
+    /// broken daemon.json, auditctl failing). That input has a finding of
+    /// its own; drift keeps the last known value instead of reporting
+    /// every dependent check as changed.
+    pub undetermined: bool,
 }
 
 impl Finding {
+    /// Marks the finding as [`Finding::undetermined`].
+    pub fn undetermined(mut self) -> Finding {
+        self.undetermined = true;
+        self
+    }
+
     pub fn at(mut self, path: impl Into<PathBuf>) -> Finding {
         self.path = Some(path.into());
         self

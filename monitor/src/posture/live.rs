@@ -231,10 +231,16 @@ impl Posture {
         let mut now = Vec::new();
         self.baseline.evaluate(group, &mut now);
         let before = self.findings.remove(&group).unwrap_or_default();
-        for after in &now {
-            let old = before
-                .iter()
-                .find(|b| std::ptr::eq(b.check, after.check) && b.key == after.key);
+        let same = |a: &Finding, b: &Finding| std::ptr::eq(a.check, b.check) && a.key == b.key;
+        // An undetermined verdict keeps the last known one: the unusable
+        // input is reported by its own check.
+        for f in now.iter_mut().filter(|f| f.undetermined) {
+            if let Some(old) = before.iter().find(|b| same(b, f)) {
+                *f = old.clone();
+            }
+        }
+        for after in now.iter().filter(|f| !f.undetermined) {
+            let old = before.iter().find(|b| same(b, after));
             let changed = match old {
                 Some(old) => old.status != after.status || old.value != after.value,
                 // A new key (a container, a certificate) matters only when
@@ -248,9 +254,7 @@ impl Posture {
             }
         }
         for old in &before {
-            let gone = !now
-                .iter()
-                .any(|n| std::ptr::eq(n.check, old.check) && n.key == old.key);
+            let gone = !now.iter().any(|n| same(n, old));
             if gone && old.status >= Status::Warn {
                 let resolved = Finding {
                     status: Status::Pass,
@@ -388,6 +392,38 @@ mod tests {
         // Nothing changed: no alert.
         let again = posture.on_event(&write_event(&json, Action::Write));
         assert!(drift(&again).is_empty());
+    }
+
+    #[test]
+    fn a_broken_daemon_json_is_one_alert_and_keeps_the_last_known_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("etc/docker/daemon.json");
+        std::fs::create_dir_all(json.parent().unwrap()).unwrap();
+        std::fs::write(&json, r#"{"icc": false, "live-restore": true}"#).unwrap();
+        let (mut posture, _) = posture_in(dir.path());
+
+        std::fs::write(&json, r#"{"icc": fal"#).unwrap();
+        let alerts = posture.on_event(&write_event(&json, Action::Write));
+        let changes = drift(&alerts);
+        assert_eq!(changes.len(), 1, "{changes:#?}");
+        assert_eq!(changes[0].check_id, "daemon-json");
+        assert_eq!(changes[0].after, Value::from("invalid JSON"));
+        assert_eq!(changes[0].status, "fail");
+
+        std::fs::write(&json, r#"{"icc": true, "live-restore": true}"#).unwrap();
+        let alerts = posture.on_event(&write_event(&json, Action::Write));
+        let mut changes: Vec<(&str, &Value, &Value)> = drift(&alerts)
+            .iter()
+            .map(|c| (c.check_id.as_str(), &c.before, &c.after))
+            .collect();
+        changes.sort_by_key(|c| c.0);
+        assert_eq!(
+            changes,
+            [
+                ("2.2", &Value::Bool(false), &Value::Bool(true)),
+                ("daemon-json", &Value::from("invalid JSON"), &Value::Null),
+            ]
+        );
     }
 
     #[test]
