@@ -59,6 +59,7 @@ struct Pending {
     process: Option<Process>,
 }
 
+/// The live baseline of `dockwatch run`.
 pub struct Posture {
     baseline: Baseline,
     host: Arc<str>,
@@ -79,17 +80,7 @@ impl Posture {
         let baseline = Baseline::new(config)?;
         let deps = Group::ALL
             .iter()
-            .map(|&g| {
-                let deps = baseline
-                    .dependencies(g)
-                    .into_iter()
-                    .map(|path| Dependency {
-                        resolved: resolved(&path),
-                        path,
-                    })
-                    .collect();
-                (g, deps)
-            })
+            .map(|&g| (g, dependencies(&baseline, g)))
             .collect();
         let containers_dir = resolved(&baseline.host.containers_dir());
         let now = Instant::now();
@@ -265,6 +256,13 @@ impl Posture {
             }
         }
         self.findings.insert(group, now);
+        if group == Group::Daemon {
+            // The TLS files section 3 judges are named in daemon.json.
+            let modes = dependencies(&self.baseline, Group::FileModes);
+            if let Some((_, deps)) = self.deps.iter_mut().find(|(g, _)| *g == Group::FileModes) {
+                *deps = modes;
+            }
+        }
     }
 
     fn alert(
@@ -300,6 +298,17 @@ impl Posture {
         event.detail = Detail::Posture(change);
         Alert::new(event, rule, self.host.clone())
     }
+}
+
+fn dependencies(baseline: &Baseline, group: Group) -> Vec<Dependency> {
+    baseline
+        .dependencies(group)
+        .into_iter()
+        .map(|path| Dependency {
+            resolved: resolved(&path),
+            path,
+        })
+        .collect()
 }
 
 /// What a drift or finding alert says about `finding`.

@@ -42,7 +42,10 @@ pub fn run() -> anyhow::Result<()> {
     println!("bench posture: {EVENTS} audit events on daemon.json, median of {ROUNDS}");
     println!("  posture off: {:>8.0} events/s ({off:?})", rate(off));
     println!("  posture on:  {:>8.0} events/s ({on:?})", rate(on));
-    println!("  ratio on/off time: {:.3}", on.as_secs_f64() / off.as_secs_f64());
+    println!(
+        "  ratio on/off time: {:.3}",
+        on.as_secs_f64() / off.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -91,7 +94,10 @@ fn round(bin: &Path, posture: bool) -> anyhow::Result<Duration> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("only {} of {EVENTS} alerts within 300 s", count_alerts(&alerts));
+            bail!(
+                "only {} of {EVENTS} alerts within 300 s",
+                count_alerts(&alerts)
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -103,7 +109,10 @@ fn round(bin: &Path, posture: bool) -> anyhow::Result<Duration> {
 
 /// SIGTERM through kill(1): xtask has no libc dependency.
 fn terminate(child: &Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
 }
 
 fn wait_ready(child: &mut Child) -> anyhow::Result<()> {
@@ -121,7 +130,9 @@ fn wait_ready(child: &mut Child) -> anyhow::Result<()> {
 }
 
 fn count_alerts(path: &Path) -> usize {
-    let Ok(text) = std::fs::read(path) else { return 0 };
+    let Ok(text) = std::fs::read(path) else {
+        return 0;
+    };
     let needle = b"\"id\":\"bench-write\"";
     text.windows(needle.len()).filter(|w| w == needle).count()
 }
