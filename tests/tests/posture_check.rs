@@ -683,3 +683,15 @@ fn real_etc_group_edit_shows_in_check() {
     assert_eq!(f["value"], json!(["mallory"]));
     assert_eq!(f["path"], "/etc/group");
 }
+
+#[test]
+fn a_bad_device_pattern_is_a_configuration_error_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dockwatch.toml");
+    std::fs::write(&config, "[posture]\nallowed_devices = [\"/dev/[video\"]\n").unwrap();
+    let (code, stdout, stderr) = run_cli(["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let location = format!("{}:2:", config.display());
+    assert!(stderr.contains(&location), "{stderr}");
+    assert!(stderr.contains("/dev/[video"), "{stderr}");
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::daemon_checks::check;
 use super::finding::{Check, Finding, Status};
 use super::host::HostPaths;
-use super::PostureConfig;
+use super::{DevicePattern, PostureConfig};
 use crate::alert::Severity;
 
 check!(
@@ -136,16 +136,16 @@ pub struct DeviceAllowList {
 }
 
 impl DeviceAllowList {
-    pub fn new(patterns: &[String]) -> Result<DeviceAllowList, globset::Error> {
+    pub fn new(patterns: &[DevicePattern]) -> Result<DeviceAllowList, globset::Error> {
         let mut builder = GlobSetBuilder::new();
         for pattern in patterns {
-            builder.add(Glob::new(pattern)?);
+            builder.add(Glob::new(&pattern.0)?);
         }
         Ok(DeviceAllowList {
             globs: builder.build()?,
             dirs: patterns
                 .iter()
-                .map(|p| p.trim_end_matches('/').to_string())
+                .map(|p| p.0.trim_end_matches('/').to_string())
                 .collect(),
         })
     }
@@ -452,9 +452,7 @@ mod tests {
 
     #[test]
     fn device_allow_list_takes_globs_and_directories() {
-        let list =
-            DeviceAllowList::new(&["/dev/dri".into(), "/dev/ion".into(), "/dev/video*".into()])
-                .unwrap();
+        let list = DeviceAllowList::new(&PostureConfig::default().allowed_devices).unwrap();
         assert!(list.allows("/dev/dri"));
         assert!(list.allows("/dev/dri/renderD128"));
         assert!(list.allows("/dev/video0"));

@@ -41,7 +41,7 @@ pub struct PostureConfig {
     /// Users allowed in the docker group; anyone else is a finding.
     pub docker_group_members: Vec<String>,
     /// Host devices containers may be given (paths or globs).
-    pub allowed_devices: Vec<String>,
+    pub allowed_devices: Vec<DevicePattern>,
     /// The Docker daemon's socket.
     pub docker_socket: PathBuf,
     /// containerd's socket.
@@ -63,13 +63,36 @@ impl Default for PostureConfig {
             root: PathBuf::from("/"),
             docker_group: "docker".to_string(),
             docker_group_members: Vec::new(),
-            allowed_devices: vec!["/dev/dri".into(), "/dev/ion".into(), "/dev/video*".into()],
+            allowed_devices: ["/dev/dri", "/dev/ion", "/dev/video*"]
+                .into_iter()
+                .map(|p| DevicePattern(p.to_string()))
+                .collect(),
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             containerd_socket: PathBuf::from("/run/containerd/containerd.sock"),
             auditctl: PathBuf::from("auditctl"),
             recheck_secs: 60,
             settle_ms: 150,
         }
+    }
+}
+
+/// A device path or glob of `allowed_devices`, checked when the
+/// configuration is read so a bad one is reported at its line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DevicePattern(pub String);
+
+impl TryFrom<String> for DevicePattern {
+    type Error = String;
+
+    fn try_from(pattern: String) -> Result<DevicePattern, String> {
+        if !pattern.starts_with('/') {
+            return Err(format!(
+                "device {pattern:?} is not an absolute path like /dev/video*"
+            ));
+        }
+        globset::Glob::new(&pattern).map_err(|e| format!("device pattern {pattern:?}: {e}"))?;
+        Ok(DevicePattern(pattern))
     }
 }
 
