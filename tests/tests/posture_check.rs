@@ -695,3 +695,17 @@ fn a_bad_device_pattern_is_a_configuration_error_with_its_location() {
     assert!(stderr.contains(&location), "{stderr}");
     assert!(stderr.contains("/dev/[video"), "{stderr}");
 }
+
+#[test]
+fn an_unreadable_etc_group_is_a_finding_with_the_reason() {
+    let root = Root::new();
+    std::fs::create_dir_all(root.path("/etc/group")).unwrap();
+    let (_, report) = root.check();
+    let f = assert_status(&report, "1.1.2", "docker group members", "warn");
+    assert_eq!(f["value"], Value::Null);
+    let evidence = f["evidence"].as_str().unwrap();
+    assert!(
+        evidence.starts_with("cannot read") && evidence.contains("etc/group"),
+        "{f}"
+    );
+}
