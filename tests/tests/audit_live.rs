@@ -138,8 +138,37 @@ fn removing_audit_rules_and_stopping_auditd_are_reported_with_who() {
         .unwrap();
     assert!(line.contains("(/usr/sbin/auditctl)"), "{line}");
     assert!(line.contains("key=\"docker\""), "{line}");
+    let removal = wait_for_alerts(&run.alerts, Duration::from_secs(5), |a| {
+        a.iter().any(|a| a["audit"]["op"] == "remove_rule")
+    });
+    let removal = removal
+        .iter()
+        .find(|a| a["audit"]["op"] == "remove_rule")
+        .expect("an alert for the removed rule");
+    assert_eq!(removal["rule"]["id"], "audit-tampered");
+    assert_eq!(removal["rule"]["severity"], "critical");
+    assert_eq!(removal["process"]["executable"], "/usr/sbin/auditctl");
+    assert_eq!(
+        removal["process"]["command_line"],
+        "auditctl -W /etc/docker -p wa -k docker"
+    );
     drop(auditd);
     wait_for_log(&mut run.daemon, "audit configuration changed (terminate)");
+    let stopped = wait_for_alerts(&run.alerts, Duration::from_secs(5), |a| {
+        a.iter().any(|a| a["audit"]["op"] == "terminate")
+    });
+    let stopped = stopped
+        .iter()
+        .find(|a| a["audit"]["op"] == "terminate")
+        .expect("an alert for auditd stopping");
+    assert_eq!(stopped["rule"]["id"], "audit-tampered");
+    assert!(
+        stopped["audit"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("DAEMON_END"),
+        "{stopped}"
+    );
     // The kernel status agrees auditd is gone, but DAEMON_END said so first.
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
@@ -162,6 +191,14 @@ fn auditd_killed_without_a_word_is_reported() {
     std::thread::sleep(Duration::from_millis(200));
     auditctl(&["-m", "dockwatch test: after auditd was killed"]);
     wait_for_log(&mut run.daemon, "audit configuration changed (auditd_gone)");
+    let alerts = wait_for_alerts(&run.alerts, Duration::from_secs(5), |a| {
+        a.iter().any(|a| a["rule"]["id"] == "audit-tampered")
+    });
+    let gone = alerts
+        .iter()
+        .find(|a| a["rule"]["id"] == "audit-tampered")
+        .expect("a tamper alert");
+    assert_eq!(gone["audit"]["op"], "auditd_gone", "{gone}");
     drop(run);
     drop(auditd);
 }
@@ -205,6 +242,17 @@ fn records_dropped_by_the_kernel_are_reported() {
     wait_for_log(
         &mut run.daemon,
         "audit records dropped by the kernel (lost counter)",
+    );
+    let alerts = wait_for_alerts(&run.alerts, Duration::from_secs(5), |a| {
+        a.iter().any(|a| a["rule"]["id"] == "audit-records-lost")
+    });
+    let lost = alerts
+        .iter()
+        .find(|a| a["rule"]["id"] == "audit-records-lost")
+        .expect("a records-lost alert");
+    assert!(
+        lost["dockwatch"]["lost"]["count"].as_u64().unwrap() >= 1,
+        "{lost}"
     );
     drop(run);
     drop(auditd);

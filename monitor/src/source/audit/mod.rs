@@ -18,6 +18,7 @@ mod live;
 pub mod netlink;
 pub mod record;
 mod replay;
+pub mod report;
 pub mod syscalls;
 pub mod tail;
 pub mod translate;
@@ -33,6 +34,7 @@ use crate::source::EventSender;
 
 pub use checkpoint::Acks;
 pub use replay::replay;
+pub use report::Reports;
 
 /// How audit events are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

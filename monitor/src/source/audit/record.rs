@@ -249,6 +249,9 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// The end of year 9999: later timestamps are corrupt, not audit records.
+const MAX_SECS: u64 = 253_402_300_799;
+
 /// `1795869685.242:59` → id.
 fn parse_id(s: &[u8]) -> Option<AuditId> {
     let dot = memchr(b'.', s)?;
@@ -257,8 +260,12 @@ fn parse_id(s: &[u8]) -> Option<AuditId> {
     if millis.is_empty() || millis.len() > 3 {
         return None;
     }
+    let secs = parse_dec(&s[..dot])?;
+    if secs > MAX_SECS {
+        return None;
+    }
     Some(AuditId {
-        secs: parse_dec(&s[..dot])?,
+        secs,
         millis: parse_dec(millis)? as u32,
         serial: parse_dec(&s[colon + 1..])?,
     })
@@ -514,6 +521,11 @@ mod tests {
         );
         assert_eq!(
             Record::parse_line(b"type=CWD msg=audit(17958"),
+            Err(ParseError::BadId)
+        );
+        // Found by the fuzzer: a time past what SystemTime can hold.
+        assert_eq!(
+            Record::parse_line(b"type=CWD msg=audit(99999999999999999.000:1): cwd=\"/\""),
             Err(ParseError::BadId)
         );
     }

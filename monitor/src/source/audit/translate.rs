@@ -567,7 +567,9 @@ fn unix_socket_path(
 }
 
 pub(super) fn time_of(id: AuditId) -> SystemTime {
-    UNIX_EPOCH + Duration::new(id.secs, id.millis * 1_000_000)
+    UNIX_EPOCH
+        .checked_add(Duration::new(id.secs, id.millis.min(999) * 1_000_000))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 fn key_range(arena: &mut Arena, key: Option<&[u8]>) -> Option<Range<usize>> {
