@@ -19,6 +19,9 @@ use super::feed::Input;
 use super::lines::LineReader;
 use super::record::Record;
 
+/// Serial gaps warned about one by one before they are only counted.
+const GAPS_SHOWN: u64 = 20;
+
 struct Source {
     input: Input,
     reader: Box<dyn Read>,
@@ -37,15 +40,22 @@ pub fn replay(files: &[PathBuf], on_event: &mut dyn FnMut(Event)) -> anyhow::Res
     }
     sources.sort_by_key(|s| (s.first.is_none(), s.first, s.position));
     let mut reassembler = Reassembler::default();
-    // Gaps in an archive are worth knowing about whatever the rules say.
+    // Gaps in an archive are worth knowing about whatever the rules say;
+    // past a few, they are only counted.
+    let mut gaps = 0u64;
+    let mut missing = 0u64;
     let mut emit = |event: Event| {
         if let (Detail::Lost { count, what }, Some(id)) = (&event.detail, event.audit_id) {
-            tracing::warn!(
-                "{count} {what} before audit({}.{:03}:{})",
-                id.secs,
-                id.millis,
-                id.serial
-            );
+            gaps += 1;
+            missing += count;
+            if gaps <= GAPS_SHOWN {
+                tracing::warn!(
+                    "{count} {what} before audit({}.{:03}:{})",
+                    id.secs,
+                    id.millis,
+                    id.serial
+                );
+            }
         }
         on_event(event)
     };
@@ -55,6 +65,11 @@ pub fn replay(files: &[PathBuf], on_event: &mut dyn FnMut(Event)) -> anyhow::Res
         source.input.finish();
     }
     reassembler.flush(&mut emit);
+    if gaps > GAPS_SHOWN {
+        tracing::warn!(
+            "{gaps} serial gaps in all, {missing} audit events missing (only the first {GAPS_SHOWN} gaps shown)"
+        );
+    }
     Ok(())
 }
 
