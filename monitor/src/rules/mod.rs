@@ -92,9 +92,9 @@ impl RuleSet {
         merged
             .into_iter()
             .map(|((path, key), actions)| Watch {
-                path: PathBuf::from(std::ffi::OsString::from(
+                path: PathBuf::from(
                     <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path),
-                )),
+                ),
                 actions,
                 key: key.to_string(),
             })
