@@ -97,7 +97,8 @@ async fn run_async(config: Config, rules: Arc<RuleSet>, mut outputs: Outputs) ->
     }
 
     let host: Arc<str> = config.host_name().into();
-    let mut pipeline = Pipeline::new(rules, &config.pipeline, host);
+    let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
+        .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),

@@ -24,6 +24,7 @@ use crate::alert::RuleRef;
 use crate::config::ConfigError;
 use crate::event::{Action, Event};
 
+pub(crate) use load::is_path_action;
 use load::RuleDef;
 use matcher::Matcher;
 
@@ -66,6 +67,11 @@ impl RuleSet {
     /// Appends each enabled rule `event` matches, once each.
     pub fn matches<'a>(&'a self, event: &Event, out: &mut Vec<&'a Arc<RuleRef>>) {
         self.matcher.matches(event, out)
+    }
+
+    /// Every rule loaded, enabled or not, in load order.
+    pub fn rules(&self) -> impl Iterator<Item = (&Arc<RuleRef>, bool)> {
+        self.defs.iter().map(|d| (&d.info, d.enabled))
     }
 
     /// Number of enabled rules.
