@@ -179,19 +179,3 @@ fn held_alerts_are_bounded() {
     p.flush(&mut out);
     assert_eq!(out.len(), 1000);
 }
-
-#[test]
-fn dockwatch_reports_pass_straight_through() {
-    let mut p = pipeline(true, config());
-    let mut out = Vec::new();
-    let mut lost = Event::new(Source::Monitor, Action::RecordsLost);
-    lost.detail = dockwatch::event::Detail::Lost {
-        count: 12,
-        what: "ebpf ring buffer",
-    };
-    p.push(lost, Instant::now(), &mut out);
-    assert_eq!(out.len(), 1);
-    let alert = json(&out[0]);
-    assert_eq!(alert["rule"]["id"], "dockwatch-records-lost");
-    assert_eq!(alert["dockwatch"]["lost"]["count"], 12);
-}

@@ -2,10 +2,8 @@
 //! few and whole: correlation of the same action seen by both sources
 //! ([`correlate`]) and flood aggregation ([`flood`]).
 //!
-//! Events dockwatch raises itself (lost records, dropped alerts, posture
-//! changes, audit configuration changes) match no path rule; they become
-//! alerts under built-in rules and skip both stages, so a report of loss is
-//! never itself held back or summarized away.
+//! Only rules make alerts here: events with no path (lost records, audit
+//! configuration changes) match none and are reported by their own stages.
 
 mod correlate;
 mod flood;
@@ -15,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::alert::{Alert, RuleRef, Severity};
-use crate::event::{Action, Detail, Event};
+use crate::alert::Alert;
+use crate::event::Event;
 use crate::rules::RuleSet;
 
 use correlate::Correlator;
@@ -55,7 +53,6 @@ impl Default for PipelineConfig {
 pub struct Pipeline {
     rules: Arc<RuleSet>,
     host: Arc<str>,
-    builtin: Builtin,
     correlator: Correlator,
     flood: FloodControl,
     /// Alerts between correlation and flood control (reused buffer).
@@ -67,7 +64,6 @@ impl Pipeline {
         Pipeline {
             rules,
             host,
-            builtin: Builtin::new(),
             correlator: Correlator::new(
                 Duration::from_millis(config.correlation_window_ms),
                 config.correlation_max_held,
@@ -90,11 +86,6 @@ impl Pipeline {
 
     /// Feeds one event; alerts ready now are appended to `out`.
     pub fn push(&mut self, event: Event, now: Instant, out: &mut Vec<Alert>) {
-        if !crate::rules::is_path_action(event.action) {
-            let rule = self.builtin.rule_for(&event);
-            out.push(Alert::new(event, rule, self.host.clone()));
-            return;
-        }
         let mut matched = Vec::new();
         self.rules.matches(&event, &mut matched);
         let Some((last, others)) = matched.split_last() else {
@@ -143,81 +134,4 @@ impl Pipeline {
     pub fn held(&self) -> (usize, usize) {
         (self.correlator.held(), self.flood.tracked())
     }
-}
-
-/// Rules for what dockwatch reports itself.
-struct Builtin {
-    records_lost: Arc<RuleRef>,
-    alerts_dropped: Arc<RuleRef>,
-    audit_config: Arc<RuleRef>,
-}
-
-impl Builtin {
-    fn new() -> Builtin {
-        let rule = |id: &str, name: &str, severity| {
-            Arc::new(RuleRef {
-                id: id.to_string(),
-                name: name.to_string(),
-                severity,
-                tags: Vec::new(),
-            })
-        };
-        Builtin {
-            records_lost: rule(
-                "dockwatch-records-lost",
-                "Event records lost before dockwatch could read them",
-                Severity::Warning,
-            ),
-            alerts_dropped: rule(
-                "dockwatch-alerts-dropped",
-                "Alerts dropped by a full outbox",
-                Severity::Warning,
-            ),
-            audit_config: rule(
-                "audit-config-changed",
-                "Audit rules or audit daemon state changed",
-                Severity::Warning,
-            ),
-        }
-    }
-
-    fn rule_for(&self, event: &Event) -> Arc<RuleRef> {
-        match event.action {
-            Action::AlertsDropped => self.alerts_dropped.clone(),
-            Action::AuditConfig => self.audit_config.clone(),
-            Action::PostureDrift | Action::PostureFinding => posture_rule(event),
-            _ => self.records_lost.clone(),
-        }
-    }
-}
-
-/// A posture report's rule carries the CIS id of the check that changed.
-fn posture_rule(event: &Event) -> Arc<RuleRef> {
-    let id = if event.action == Action::PostureDrift {
-        "docker-posture-drift"
-    } else {
-        "docker-posture-finding"
-    };
-    let (name, severity, tags) = match &event.detail {
-        Detail::Posture(change) => (
-            change.title.clone(),
-            match change.status {
-                "fail" => Severity::Warning,
-                "warn" => Severity::Notice,
-                _ => Severity::Info,
-            },
-            vec![format!("cis:{}", change.check_id)],
-        ),
-        _ => (
-            "Docker baseline check changed".to_string(),
-            Severity::Warning,
-            Vec::new(),
-        ),
-    };
-    Arc::new(RuleRef {
-        id: id.to_string(),
-        name,
-        severity,
-        tags,
-    })
 }

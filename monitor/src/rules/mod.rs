@@ -24,7 +24,6 @@ use crate::alert::RuleRef;
 use crate::config::ConfigError;
 use crate::event::{Action, Event};
 
-pub(crate) use load::is_path_action;
 use load::RuleDef;
 use matcher::Matcher;
 
