@@ -3,7 +3,7 @@
 //! the counts, and quiet keys are forgotten. Event-level, synthetic clock.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dockwatch::alert::Alert;
 use dockwatch::event::{Action, Event, FileRef, Process, Source};
@@ -25,8 +25,21 @@ fn pipeline(correlating: bool, max_keys: usize) -> Pipeline {
     Pipeline::new(rules, &config, "test-host".into()).correlating(correlating)
 }
 
+/// Event time of the first event; each test's clock starts with it.
+fn epoch() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_795_869_685)
+}
+
+/// A write `offset` into the test, by event time.
+fn write_at(source: Source, pid: u32, offset: Duration) -> Event {
+    let mut event = write(source, pid);
+    event.time = epoch() + offset;
+    event
+}
+
 fn write(source: Source, pid: u32) -> Event {
     let mut event = Event::new(source, Action::Write);
+    event.time = epoch();
     event.file = Some(FileRef::new(&b"/etc/docker/daemon.json"[..]));
     event.process = Process {
         pid,
@@ -56,9 +69,9 @@ fn hundred_thousand_writes_in_a_second_become_a_few_counted_alerts() {
     let t0 = Instant::now();
     let mut out = Vec::new();
     for i in 0..100_000u32 {
-        let now = t0 + Duration::from_micros(i as u64 * 9); // 0.9 s
-        drive(&mut p, now, &mut out);
-        p.push(write(Source::Ebpf, 4242), now, &mut out);
+        let offset = Duration::from_micros(i as u64 * 9); // 0.9 s
+        drive(&mut p, t0 + offset, &mut out);
+        p.push(write_at(Source::Ebpf, 4242, offset), t0 + offset, &mut out);
     }
     assert_eq!(out.len(), BURST as usize, "the burst passes at once");
     drive(&mut p, t0 + WINDOW, &mut out);
@@ -79,9 +92,9 @@ fn a_lasting_flood_yields_one_summary_per_window_then_is_forgotten() {
     let mut out = Vec::new();
     // 10k writes a second for five seconds.
     for i in 0..50_000u64 {
-        let now = t0 + Duration::from_micros(i * 100);
-        drive(&mut p, now, &mut out);
-        p.push(write(Source::Ebpf, 7), now, &mut out);
+        let offset = Duration::from_micros(i * 100);
+        drive(&mut p, t0 + offset, &mut out);
+        p.push(write_at(Source::Ebpf, 7, offset), t0 + offset, &mut out);
     }
     drive(&mut p, t0 + WINDOW * 7, &mut out);
     assert!(
@@ -93,8 +106,8 @@ fn a_lasting_flood_yields_one_summary_per_window_then_is_forgotten() {
     assert_eq!(p.held(), (0, 0), "quiet key forgotten");
 
     // Once quiet, the next write is an alert of its own again.
-    let later = t0 + WINDOW * 10;
-    p.push(write(Source::Ebpf, 7), later, &mut out);
+    let later = WINDOW * 10;
+    p.push(write_at(Source::Ebpf, 7, later), t0 + later, &mut out);
     assert_eq!(out.last().unwrap().count, 1);
 }
 
@@ -137,10 +150,10 @@ fn a_flood_seen_by_both_sources_is_counted_once() {
     let t0 = Instant::now();
     let mut out = Vec::new();
     for i in 0..20_000u64 {
-        let now = t0 + Duration::from_micros(i * 40);
-        drive(&mut p, now, &mut out);
-        p.push(write(Source::Ebpf, 9), now, &mut out);
-        p.push(write(Source::Audit, 9), now, &mut out);
+        let offset = Duration::from_micros(i * 40);
+        drive(&mut p, t0 + offset, &mut out);
+        p.push(write_at(Source::Ebpf, 9, offset), t0 + offset, &mut out);
+        p.push(write_at(Source::Audit, 9, offset), t0 + offset, &mut out);
     }
     drive(&mut p, t0 + WINDOW * 4, &mut out);
     p.flush(&mut out);
@@ -149,4 +162,30 @@ fn a_flood_seen_by_both_sources_is_counted_once() {
     assert!(out
         .iter()
         .all(|a| a.providers == [Source::Ebpf, Source::Audit]));
+}
+
+/// Replay: a year of archived writes passes in a moment of clock time; only
+/// what happened within one window of event time is folded together.
+#[test]
+fn replayed_events_are_windowed_by_event_time() {
+    let mut p = pipeline(false, 1024);
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    for i in 0..100u64 {
+        // One write every 10 s of event time, all pushed at once.
+        p.push(
+            write_at(Source::Audit, 5, Duration::from_secs(i * 10)),
+            t0,
+            &mut out,
+        );
+    }
+    // And a burst of 1000 within one event-time second.
+    for i in 0..1000u64 {
+        let offset = Duration::from_secs(2000) + Duration::from_micros(i);
+        p.push(write_at(Source::Audit, 5, offset), t0, &mut out);
+    }
+    p.flush(&mut out);
+    assert_eq!(out.len(), 100 + BURST as usize + 1);
+    assert!(out[..100].iter().all(|a| a.count == 1));
+    assert_eq!(out.last().unwrap().count, 1000 - BURST as u64);
 }

@@ -6,10 +6,12 @@
 //! the window closes. A key that overflowed stays "hot": its next window
 //! passes nothing individually, so a flood that goes on yields one summary
 //! per window, and the key is forgotten after a quiet window. The number of
-//! keys is bounded; past it, processes share one key per rule.
+//! keys is bounded; past it, processes share one key per rule. A window
+//! closes by the clock or by event time, whichever comes first, so replaying
+//! an archive folds only what happened within a window of event time.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::alert::Alert;
 use crate::event::{Action, Source};
@@ -22,7 +24,11 @@ struct Key {
 }
 
 struct Window {
+    /// When the window closes on the clock (live: tick releases it).
     ends: Instant,
+    /// When it closes in event time (replay: hours of archived events pass
+    /// in a second of clock, and must not be folded together).
+    ends_event: SystemTime,
     passed: u32,
     /// The first alert held back, its count the number held back.
     summary: Option<Alert>,
@@ -61,8 +67,9 @@ impl FloodControl {
         if !self.windows.contains_key(&key) && self.windows.len() >= self.max_keys {
             key.pid = 0;
         }
+        let at = alert.event.time;
         let window = match self.windows.get_mut(&key) {
-            Some(w) if w.ends > now => w,
+            Some(w) if w.ends > now && at < w.ends_event => w,
             _ => {
                 // New, or its close is still queued for tick: settle it now.
                 let mut hot = false;
@@ -76,6 +83,7 @@ impl FloodControl {
                 self.expiry.push_back((ends, key));
                 self.windows.entry(key).or_insert(Window {
                     ends,
+                    ends_event: at + self.window,
                     passed: if hot { self.burst } else { 0 },
                     summary: None,
                 })
@@ -122,6 +130,7 @@ impl FloodControl {
                     out.push(summary);
                     // Still flooding: the next window starts held back.
                     window.ends = at + self.window;
+                    window.ends_event += self.window;
                     window.passed = self.burst;
                     self.expiry.push_back((window.ends, key));
                 }
