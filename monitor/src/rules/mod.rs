@@ -113,7 +113,9 @@ pub fn command(action: crate::cli::RulesAction, dir: &Path) -> anyhow::Result<u8
     let text = match action {
         crate::cli::RulesAction::Lint => lint_summary(&rules, dir),
         crate::cli::RulesAction::List => list(&rules),
-        crate::cli::RulesAction::Auditctl => auditctl::render(&rules.watches(), dir),
+        crate::cli::RulesAction::Auditctl => auditctl::render(&rules.watches(), dir, |path| {
+            path.parent().is_none_or(Path::is_dir)
+        }),
     };
     print!("{text}");
     Ok(0)
