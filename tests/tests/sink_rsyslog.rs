@@ -288,3 +288,36 @@ fn ten_thousand_alerts_survive_three_rsyslog_restarts() {
         );
     }
 }
+
+#[test]
+fn sigkill_of_the_sender_then_restart_loses_nothing() {
+    let _lock = machine_lock();
+    let mut rsyslog = Rsyslog::start();
+    let state = tempfile::tempdir().unwrap();
+    let urls = [rsyslog.tcp_url(), rsyslog.unix_url()];
+    let first = Push::start(
+        state.path(),
+        &urls,
+        &["--count", "3000", "--rate", "3000", "--hold"],
+    );
+    // The receiver goes away mid-stream: the rest is only in the spool when
+    // the sender dies.
+    first.expect("accepted 1000", Duration::from_secs(30));
+    rsyslog.stop();
+    first.expect("sent", Duration::from_secs(30));
+    drop(first); // SIGKILL
+    rsyslog.restart();
+    let second = Push::start(state.path(), &urls, &["--from", "3000", "--count", "100"]);
+    second.expect("delivered", Duration::from_secs(60));
+    second.finish();
+    rsyslog.wait_for(Duration::from_secs(10), |r| {
+        from_input(r, "imtcp").len() >= 3100 && from_input(r, "imuxsock").len() >= 3100
+    });
+    rsyslog.stop();
+    let records = rsyslog.records();
+    for input in ["imtcp", "imuxsock"] {
+        let seqs: Vec<u64> = from_input(&records, input).into_iter().map(seq_of).collect();
+        let duplicates = check_sequence(&seqs, 3100, input);
+        eprintln!("{input}: {} records, {duplicates} duplicates", seqs.len());
+    }
+}
