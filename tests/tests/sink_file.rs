@@ -18,7 +18,10 @@ fn seqs_in(path: &Path) -> Vec<u64> {
             let alert: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", path.display()));
             let path = alert["file"]["path"].as_str().unwrap().to_string();
-            path.strip_prefix("/etc/docker/seq/").unwrap().parse().unwrap()
+            path.strip_prefix("/etc/docker/seq/")
+                .unwrap()
+                .parse()
+                .unwrap()
         })
         .collect()
 }
@@ -80,10 +83,19 @@ fn logrotate_mid_stream_puts_each_alert_in_exactly_one_file() {
     let middle = seqs_in(&dir.path().join("alerts.jsonl.1"));
     let current = seqs_in(&log);
     assert!(!oldest.is_empty() && !middle.is_empty() && !current.is_empty());
-    let all: Vec<u64> = oldest.iter().chain(&middle).chain(&current).copied().collect();
+    let all: Vec<u64> = oldest
+        .iter()
+        .chain(&middle)
+        .chain(&current)
+        .copied()
+        .collect();
     // In order across the three files means: nothing was written into a
     // moved file after the first alert reached its successor.
-    assert_eq!(all, (0..10_000).collect::<Vec<u64>>(), "each alert exactly once, in order");
+    assert_eq!(
+        all,
+        (0..10_000).collect::<Vec<u64>>(),
+        "each alert exactly once, in order"
+    );
     eprintln!(
         "split {} / {} / {}",
         oldest.len(),

@@ -316,8 +316,53 @@ fn sigkill_of_the_sender_then_restart_loses_nothing() {
     rsyslog.stop();
     let records = rsyslog.records();
     for input in ["imtcp", "imuxsock"] {
-        let seqs: Vec<u64> = from_input(&records, input).into_iter().map(seq_of).collect();
+        let seqs: Vec<u64> = from_input(&records, input)
+            .into_iter()
+            .map(seq_of)
+            .collect();
         let duplicates = check_sequence(&seqs, 3100, input);
         eprintln!("{input}: {} records, {duplicates} duplicates", seqs.len());
     }
+}
+
+#[test]
+fn a_full_spool_drops_new_alerts_and_reports_the_count() {
+    let _lock = machine_lock();
+    let mut rsyslog = Rsyslog::start();
+    rsyslog.stop();
+    let state = tempfile::tempdir().unwrap();
+    let urls = [rsyslog.tcp_url()];
+    // Room for about 150 alerts of ~650 bytes while the receiver is down.
+    let push = Push::start(
+        state.path(),
+        &urls,
+        &[
+            "--count",
+            "1000",
+            "--spool-max-bytes",
+            "100000",
+            "--wait",
+            "60",
+        ],
+    );
+    push.expect("sent", Duration::from_secs(30));
+    rsyslog.restart();
+    push.expect("delivered", Duration::from_secs(60));
+    push.finish();
+    let records = rsyslog.wait_for(Duration::from_secs(10), |r| {
+        r.iter()
+            .any(|r| alert_of(r)["event"]["action"] == "alerts_dropped")
+    });
+    let (report, kept): (Vec<&Value>, Vec<&Value>) = records
+        .iter()
+        .partition(|r| alert_of(r)["event"]["action"] == "alerts_dropped");
+    assert_eq!(report.len(), 1, "one drop report: {report:#?}");
+    let seqs: Vec<u64> = kept.iter().map(|r| seq_of(r)).collect();
+    let kept_count = seqs.len() as u64;
+    assert!((100..200).contains(&kept_count), "kept {kept_count}");
+    check_sequence(&seqs, kept_count, "imtcp");
+    let dropped = alert_of(report[0]);
+    assert_eq!(dropped["dockwatch"]["dropped"]["count"], 1000 - kept_count);
+    assert_eq!(dropped["dockwatch"]["dropped"]["sink"], rsyslog.tcp_url());
+    assert_eq!(report[0]["msgid"], "dockwatch-alerts-dropped");
 }

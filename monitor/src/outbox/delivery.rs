@@ -374,6 +374,8 @@ impl Delivery {
             .is_some_and(|c| c.unacked_bytes().unwrap_or(0) == 0);
         if quiet && drained {
             self.confirm_all();
+            // Confirming may have freed the space a drop report needs.
+            self.report_dropped();
             return true;
         }
         false
@@ -386,7 +388,24 @@ impl Delivery {
         }
     }
 
-    fn set_confirmed(&mut self, pos: Pos) {
+    fn set_confirmed(&mut self, mut pos: Pos) {
+        {
+            let mut writer = self.shared.lock();
+            if pos >= writer.end() && writer.worth_rolling() {
+                match writer.roll() {
+                    Ok(()) => {
+                        // Everything is delivered: restart on the fresh
+                        // segment and let the old one be deleted.
+                        pos = writer.end();
+                        self.reader.seek(pos);
+                    }
+                    Err(e) => tracing::warn!(
+                        sink = self.plan.name.as_str(),
+                        "cannot start a spool segment: {e}"
+                    ),
+                }
+            }
+        }
         self.confirmed = pos;
         *self
             .shared

@@ -83,7 +83,9 @@ impl SpoolWriter {
             file,
             segment,
             segment_len: 0,
-            segment_max,
+            // Several segments fit under the cap, so delivery frees space
+            // segment by segment.
+            segment_max: segment_max.min(cap / 8).max(4096),
             total,
             cap,
             dropped: 0,
@@ -108,10 +110,7 @@ impl SpoolWriter {
             return Ok(false);
         }
         if self.segment_len > 0 && self.segment_len + size > self.segment_max {
-            self.file.sync_data()?;
-            self.segment += 1;
-            self.file = create_segment(&self.dir, self.segment)?;
-            self.segment_len = 0;
+            self.roll()?;
         }
         scratch.clear();
         scratch.extend_from_slice(&(record.len() as u32).to_le_bytes());
@@ -121,6 +120,21 @@ impl SpoolWriter {
         self.total += size;
         self.unsynced = true;
         Ok(true)
+    }
+
+    /// Starts a new segment; the old one can go once delivered.
+    pub fn roll(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.file = create_segment(&self.dir, self.segment + 1)?;
+        self.segment += 1;
+        self.segment_len = 0;
+        Ok(())
+    }
+
+    /// Whether, everything being delivered, the current segment should be
+    /// closed so its space is freed.
+    pub fn worth_rolling(&self) -> bool {
+        self.segment_len > 0 && (self.segment_len >= self.segment_max / 4 || !self.has_room())
     }
 
     /// Just past the last record written.

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! dw-push --state-dir DIR --url URL... [--from N] [--count N] [--rate PER_SEC]
-//!         [--hostile] [--hold] [--wait SECS]
+//!         [--hostile] [--hold] [--wait SECS] [--spool-max-bytes N]
 //! ```
 //!
 //! Alert `i` has `file.path` `/etc/docker/seq/NNNNNNNN` (`i` in eight
@@ -36,6 +36,7 @@ fn main() {
     let mut state_dir = None;
     let (mut from, mut count, mut rate) = (0u64, 0u64, 0u64);
     let (mut hostile, mut hold, mut wait) = (false, false, 60u64);
+    let mut spool_max_bytes = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -46,6 +47,9 @@ fn main() {
             "--count" => count = value().parse().expect("--count N"),
             "--rate" => rate = value().parse().expect("--rate N"),
             "--wait" => wait = value().parse().expect("--wait SECS"),
+            "--spool-max-bytes" => {
+                spool_max_bytes = Some(value().parse().expect("--spool-max-bytes N"))
+            }
             "--hostile" => hostile = true,
             "--hold" => hold = true,
             _ => panic!("unknown argument {arg}"),
@@ -54,11 +58,14 @@ fn main() {
     // SAFETY: installs an async-signal-safe handler (one atomic store).
     unsafe { libc::signal(libc::SIGHUP, on_hangup as *const () as libc::sighandler_t) };
 
-    let config = Config {
+    let mut config = Config {
         host_name: Some("testhost".into()),
         state_dir: state_dir.expect("--state-dir DIR"),
         ..Config::default()
     };
+    if let Some(cap) = spool_max_bytes {
+        config.outbox.spool_max_bytes = cap;
+    }
     let mut outputs = match Outputs::open(&urls, &config) {
         Ok(outputs) => outputs,
         Err(e) => {
