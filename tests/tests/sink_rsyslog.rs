@@ -366,3 +366,41 @@ fn a_full_spool_drops_new_alerts_and_reports_the_count() {
     assert_eq!(dropped["dockwatch"]["dropped"]["sink"], rsyslog.tcp_url());
     assert_eq!(report[0]["msgid"], "dockwatch-alerts-dropped");
 }
+
+#[test]
+fn tls_with_client_certificate_survives_a_restart() {
+    let _lock = machine_lock();
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = dockwatch_tests::rsyslog::TlsFiles::generate(certs_dir.path());
+    let mut rsyslog = Rsyslog::start_tls(certs.clone());
+    let state = tempfile::tempdir().unwrap();
+    let tls_args = [
+        "--tls-ca",
+        certs.ca.to_str().unwrap(),
+        "--tls-cert",
+        certs.client_cert.to_str().unwrap(),
+        "--tls-key",
+        certs.client_key.to_str().unwrap(),
+    ];
+    let mut args = vec!["--count", "3000", "--rate", "2000", "--wait", "60"];
+    args.extend(tls_args);
+    let push = Push::start(state.path(), &[rsyslog.tls_url()], &args);
+    push.expect("accepted 1000", Duration::from_secs(30));
+    rsyslog.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    rsyslog.restart();
+    push.expect("delivered", Duration::from_secs(60));
+    push.finish();
+    rsyslog.wait_for(Duration::from_secs(10), |r| {
+        from_input(r, "imtcp").len() >= 3000
+    });
+    rsyslog.stop();
+    let records = rsyslog.records();
+    let seqs: Vec<u64> = from_input(&records, "imtcp")
+        .into_iter()
+        .map(seq_of)
+        .collect();
+    let duplicates = check_sequence(&seqs, 3000, "tls");
+    eprintln!("tls: {} records, {duplicates} duplicates", seqs.len());
+    assert_eq!(records[0]["msgid"], "docker-config-write");
+}
