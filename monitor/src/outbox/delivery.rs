@@ -155,11 +155,13 @@ impl Outbox {
         self.shared.wake.notify_one();
     }
 
-    /// Waits for the thread after [`Outbox::begin_shutdown`].
-    pub fn join(mut self) {
+    /// Waits for the thread after [`Outbox::begin_shutdown`]; returns
+    /// whether everything was delivered.
+    pub fn join(mut self) -> bool {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.delivered()
     }
 }
 
