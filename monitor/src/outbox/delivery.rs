@@ -39,6 +39,10 @@ struct Shared {
     wake: Condvar,
     stop: AtomicBool,
     reconnect: AtomicBool,
+    /// Set, under the writer lock, while the delivery thread sleeps: a send
+    /// then wakes it; otherwise it will see the new record anyway, and the
+    /// futex call per alert is saved.
+    sleeping: AtomicBool,
     deadline: Mutex<Option<Instant>>,
     /// The delivery thread's confirmed position, for [`Outbox::delivered`].
     confirmed: Mutex<Pos>,
@@ -85,6 +89,7 @@ impl Outbox {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             reconnect: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             deadline: Mutex::new(None),
             confirmed: Mutex::new(reader.position()),
         });
@@ -123,8 +128,11 @@ impl Outbox {
                 );
             }
         }
+        let sleeping = self.shared.sleeping.load(Ordering::Relaxed);
         drop(writer);
-        self.shared.wake.notify_one();
+        if sleeping {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Drops the connection and connects again (SIGHUP).
@@ -486,12 +494,14 @@ impl Delivery {
             if now >= until {
                 break;
             }
+            self.shared.sleeping.store(true, Ordering::Relaxed);
             writer = self
                 .shared
                 .wake
                 .wait_timeout(writer, until - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            self.shared.sleeping.store(false, Ordering::Relaxed);
         }
     }
 
