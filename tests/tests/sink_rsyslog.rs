@@ -403,4 +403,25 @@ fn tls_with_client_certificate_survives_a_restart() {
     let duplicates = check_sequence(&seqs, 3000, "tls");
     eprintln!("tls: {} records, {duplicates} duplicates", seqs.len());
     assert_eq!(records[0]["msgid"], "docker-config-write");
+
+    // The receiver demands a client certificate: without one nothing gets
+    // through, which shows the one above was presented.
+    let mut rsyslog = Rsyslog::start_tls(certs.clone());
+    let state = tempfile::tempdir().unwrap();
+    let ca_only = [
+        "--count",
+        "10",
+        "--wait",
+        "3",
+        "--tls-ca",
+        certs.ca.to_str().unwrap(),
+    ];
+    let push = Push::start(state.path(), &[rsyslog.tls_url()], &ca_only);
+    push.expect("undelivered", Duration::from_secs(30));
+    push.finish();
+    rsyslog.stop();
+    assert!(
+        rsyslog.records().is_empty(),
+        "delivered without a client certificate"
+    );
 }

@@ -13,7 +13,10 @@ fn bad_output_urls_exit_2_naming_the_url() {
     ] {
         let (code, _, stderr) = run_cli(["replay", "--output", url, "/dev/null"]);
         assert_eq!(code, 2, "{url}: {stderr}");
-        assert!(stderr.contains(url), "{url}: message names the URL: {stderr}");
+        assert!(
+            stderr.contains(url),
+            "{url}: message names the URL: {stderr}"
+        );
         assert!(
             stderr.contains("syslog+tcp://HOST[:PORT]"),
             "{url}: message lists the accepted forms: {stderr}"
