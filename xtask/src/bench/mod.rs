@@ -2,6 +2,7 @@
 //! baseline in the same run and prints ratios; BENCHMARKS.md records them.
 
 pub mod matcher;
+pub mod posture;
 pub mod probes;
 pub mod replay;
 pub mod sink;
@@ -13,6 +14,7 @@ const ALL: &[(&str, Bench)] = &[
     ("matcher", matcher::run),
     ("sink", sink::run),
     ("probes", probes::run),
+    ("posture", posture::run),
 ];
 
 pub fn run(name: Option<&str>) -> anyhow::Result<()> {

@@ -1,0 +1,158 @@
+//! The in-kernel filter and path builder: both walk from a dentry up through
+//! its parents, crossing mount points, to the root of the mount namespace.
+//!
+//! The filter looks every level's (device, inode) up in `WATCHES`, which
+//! userspace fills from the rules: a hit on the object itself, or on a
+//! directory watched as a subtree, means the record goes to userspace.
+
+use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
+use aya_ebpf::macros::map;
+use aya_ebpf::maps::HashMap;
+use monitor_common::{
+    FileRecord, WatchKey, WatchValue, MAX_DEPTH, NAME_READ, PATH_OFF_MASK, PATH_RESOLVED,
+    PATH_TRUNCATED, WATCH_CHILDREN, WATCH_SUBTREE,
+};
+
+use crate::kernel::*;
+
+/// Watched inodes; userspace keeps it in step with the rules and the file
+/// system (files created, renamed, unlinked).
+#[map]
+pub static WATCHES: HashMap<WatchKey, WatchValue> = HashMap::with_max_entries(16 * 1024, 0);
+
+/// Identity of one inode as the watch set names it.
+#[inline(always)]
+pub fn key_of(inode: Ptr) -> WatchKey {
+    // SAFETY: the shim reads through bpf_probe_read_kernel; a bad pointer
+    // yields zeros.
+    unsafe {
+        WatchKey {
+            dev: dw_inode_dev(inode) as u64,
+            ino: dw_inode_ino(inode),
+        }
+    }
+}
+
+/// Operations of `mask` that a watch on the object at (`dentry`, `mnt`) or
+/// on one of its ancestor directories asks for; 0 when none.
+#[inline(always)]
+pub fn watched_ops(dentry: Ptr, mnt: Ptr, mask: u32) -> u32 {
+    // SAFETY: all reads go through the shim's probe reads.
+    unsafe {
+        let mut d = dentry;
+        let mut m = mnt;
+        let mut root = dw_vfsmount_root(m);
+        let mut level = 0u32;
+        for _ in 0..MAX_DEPTH {
+            let inode = dw_dentry_inode(d);
+            if !inode.is_null() {
+                if let Some(v) = WATCHES.get(key_of(inode)) {
+                    let ops = v.ops & mask;
+                    if ops != 0
+                        && (level == 0
+                            || v.flags & WATCH_SUBTREE != 0
+                            || (level == 1 && v.flags & WATCH_CHILDREN != 0))
+                    {
+                        return ops;
+                    }
+                }
+            }
+            if d == root {
+                let parent = dw_vfsmount_parent(m);
+                if parent == m || parent.is_null() {
+                    return 0;
+                }
+                d = dw_vfsmount_mountpoint(m);
+                m = parent;
+                root = dw_vfsmount_root(m);
+            } else {
+                let p = dw_dentry_parent(d);
+                if p == d || p.is_null() {
+                    return 0;
+                }
+                d = p;
+            }
+            level += 1;
+        }
+        0
+    }
+}
+
+/// Writes the path of (`dentry`, `mnt`) into `out` (components leaf first)
+/// with the leaf's identity.
+#[inline(always)]
+pub fn fill_file(dentry: Ptr, mnt: Ptr, out: *mut FileRecord) {
+    // SAFETY: `out` points into a ring-buffer reservation of a whole
+    // `Record`; the name offset is masked so every write stays inside
+    // `names` (PATH_OFF_MASK + NAME_READ <= PATH_BUF).
+    unsafe {
+        let inode = dw_dentry_inode(dentry);
+        if inode.is_null() {
+            (*out).dev = 0;
+            (*out).ino = 0;
+            (*out).mode = 0;
+        } else {
+            let key = key_of(inode);
+            (*out).dev = key.dev;
+            (*out).ino = key.ino;
+            (*out).mode = dw_inode_mode(inode);
+        }
+        let names = (*out).names.as_mut_ptr();
+        let mut off = 0usize;
+        let mut flags = PATH_RESOLVED | PATH_TRUNCATED;
+        let mut d = dentry;
+        let mut m = mnt;
+        let mut root = dw_vfsmount_root(m);
+        for _ in 0..MAX_DEPTH {
+            if d == root {
+                let parent = dw_vfsmount_parent(m);
+                if parent == m || parent.is_null() {
+                    flags &= !PATH_TRUNCATED;
+                    break;
+                }
+                d = dw_vfsmount_mountpoint(m);
+                m = parent;
+                root = dw_vfsmount_root(m);
+                continue;
+            }
+            let p = dw_dentry_parent(d);
+            if p == d || p.is_null() {
+                flags &= !PATH_TRUNCATED;
+                break;
+            }
+            if off > PATH_OFF_MASK {
+                break;
+            }
+            let n = bpf_probe_read_kernel_str(
+                names.add(off & PATH_OFF_MASK) as *mut _,
+                NAME_READ as u32,
+                dw_dentry_name(d) as *const _,
+            );
+            // `n == 0` is harmless and keeping 0 in the range lets the
+            // verifier see every iteration's offset as the same [0, 767]
+            // range and prune, instead of exploring each path separately.
+            if n < 0 {
+                break;
+            }
+            off += n as usize;
+            d = p;
+        }
+        (*out).flags = flags;
+        (*out).len = off as u32;
+        (*out).raw[0] = 0;
+    }
+}
+
+/// An empty file slot.
+#[inline(always)]
+pub fn clear_file(out: *mut FileRecord) {
+    // SAFETY: `out` points into a ring-buffer reservation.
+    unsafe {
+        (*out).raw[0] = 0;
+        (*out).dev = 0;
+        (*out).ino = 0;
+        (*out).mode = 0;
+        (*out).flags = 0;
+        (*out).len = 0;
+    }
+}

@@ -1,0 +1,280 @@
+//! Raw kernel records (`monitor_common::Record`) → [`Event`]s.
+//!
+//! The kernel writes paths as components leaf first; this module puts them
+//! back in order, converts the kernel's device numbers to `st_dev`'s
+//! encoding, and finds Docker's container id in the cgroup name.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use monitor_common::{
+    FileRecord, Op, Record, PATH_BASE, PATH_BUF, PATH_RAW, PATH_RESOLVED, PATH_TRUNCATED,
+};
+
+use super::watches::normalize;
+
+use crate::event::{Action, Event, FileRef, Outcome, Process, Source};
+
+/// The user-facing action of a kernel operation code.
+pub fn action_of(op: Op) -> Action {
+    match op {
+        Op::OpenWrite => Action::OpenWrite,
+        Op::Create => Action::Create,
+        Op::Truncate => Action::Truncate,
+        Op::Chmod => Action::Chmod,
+        Op::Chown => Action::Chown,
+        Op::Setxattr => Action::Setxattr,
+        Op::Rename => Action::Rename,
+        Op::Unlink | Op::Rmdir => Action::Unlink,
+        Op::Link => Action::Link,
+        Op::Symlink => Action::Symlink,
+        Op::Mkdir => Action::Mkdir,
+        Op::Mknod => Action::Mknod,
+        Op::Connect => Action::Connect,
+    }
+}
+
+/// Kernel operations that produce `action`, as `Op::bit` masks.
+pub fn ops_of(action: Action) -> u32 {
+    match action {
+        Action::OpenWrite => Op::OpenWrite.bit(),
+        Action::Create => Op::Create.bit(),
+        Action::Truncate => Op::Truncate.bit(),
+        Action::Chmod => Op::Chmod.bit(),
+        Action::Chown => Op::Chown.bit(),
+        Action::Setxattr => Op::Setxattr.bit(),
+        Action::Rename => Op::Rename.bit(),
+        Action::Unlink => Op::Unlink.bit() | Op::Rmdir.bit(),
+        Action::Link => Op::Link.bit(),
+        Action::Symlink => Op::Symlink.bit(),
+        Action::Mkdir => Op::Mkdir.bit(),
+        Action::Mknod => Op::Mknod.bit(),
+        Action::Connect => Op::Connect.bit(),
+        _ => 0,
+    }
+}
+
+/// Kernel operations for an [`Action::bit`] mask.
+pub fn ops_of_actions(actions: u32) -> u32 {
+    Action::ALL
+        .iter()
+        .filter(|a| actions & a.bit() != 0)
+        .fold(0, |ops, &a| ops | ops_of(a))
+}
+
+/// `MKDEV(major, minor)` as the kernel keeps it in `super_block.s_dev`.
+pub fn kernel_dev(st_dev: u64) -> u64 {
+    let major = libc::major(st_dev) as u64;
+    let minor = libc::minor(st_dev) as u64;
+    (major << 20) | minor
+}
+
+/// The kernel's `s_dev` in `st_dev`'s encoding (`new_encode_dev`).
+pub fn user_dev(kdev: u64) -> u64 {
+    let major = kdev >> 20;
+    let minor = kdev & 0xf_ffff;
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// The absolute path of a kernel path buffer, or `None` when the kernel
+/// found no path.
+pub fn path_of(file: &FileRecord) -> Option<Bytes> {
+    let base = resolved_path(file);
+    if file.flags & PATH_RAW == 0 {
+        return base.map(Bytes::from);
+    }
+    let end = memchr::memchr(0, &file.raw).unwrap_or(file.raw.len());
+    let raw = &file.raw[..end];
+    if raw.is_empty() {
+        return None;
+    }
+    let joined = if raw[0] == b'/' {
+        PathBuf::from(OsStr::from_bytes(raw))
+    } else if file.flags & PATH_BASE != 0 {
+        let mut p = PathBuf::from(OsStr::from_bytes(&base?));
+        p.push(OsStr::from_bytes(raw));
+        p
+    } else {
+        return None;
+    };
+    Some(Bytes::from(normalize(&joined).into_os_string().into_vec()))
+}
+
+/// The path in `names` (components leaf first), when the kernel resolved one.
+fn resolved_path(file: &FileRecord) -> Option<Vec<u8>> {
+    let len = (file.len as usize).min(PATH_BUF);
+    if file.flags & PATH_RESOLVED == 0 {
+        return None;
+    }
+    let mut components: Vec<&[u8]> = file.names[..len]
+        .split(|&b| b == 0)
+        .filter(|c| !c.is_empty())
+        .collect();
+    components.reverse();
+    let mut path = Vec::with_capacity(len + 2);
+    if file.flags & PATH_TRUNCATED != 0 {
+        // A path longer than the kernel keeps: say so rather than invent
+        // a shorter one that names another file.
+        path.extend_from_slice(b"/...");
+    }
+    for c in components {
+        path.push(b'/');
+        path.extend_from_slice(c);
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    Some(path)
+}
+
+fn file_ref(file: &FileRecord) -> Option<FileRef> {
+    let path = path_of(file)?;
+    let mut f = FileRef::new(path);
+    if file.ino != 0 && file.flags & PATH_BASE == 0 {
+        f.inode = Some(file.ino);
+        f.dev = Some(user_dev(file.dev));
+        f.mode = Some(file.mode);
+    }
+    Some(f)
+}
+
+/// Docker's 64-hex container id in a cgroup name (`docker-<id>.scope`,
+/// `<id>`, `cri-containerd-<id>.scope`).
+pub fn container_id(cgroup: &[u8]) -> Option<String> {
+    let end = memchr::memchr(0, cgroup).unwrap_or(cgroup.len());
+    let name = &cgroup[..end];
+    let mut run = 0;
+    for (i, b) in name.iter().enumerate() {
+        if b.is_ascii_hexdigit() && !b.is_ascii_uppercase() {
+            run += 1;
+            let next_is_hex = name.get(i + 1).is_some_and(|b| b.is_ascii_hexdigit());
+            if run == 64 && !next_is_hex {
+                return Some(String::from_utf8_lossy(&name[i + 1 - 64..=i]).into_owned());
+            }
+        } else {
+            run = 0;
+        }
+    }
+    None
+}
+
+fn c_bytes(raw: &[u8]) -> Option<Bytes> {
+    let end = memchr::memchr(0, raw).unwrap_or(raw.len());
+    (end > 0).then(|| Bytes::copy_from_slice(&raw[..end]))
+}
+
+/// The event a record describes; `None` for an unknown operation code.
+pub fn event_of(rec: &Record) -> Option<Event> {
+    let op = Op::from_u32(rec.op)?;
+    let mut event = Event::new(Source::Ebpf, action_of(op));
+    event.time = SystemTime::now();
+    event.outcome = Outcome::from_return(rec.ret);
+    event.file = file_ref(&rec.file);
+    event.target = file_ref(&rec.target);
+    if let Some(file) = event.file.as_mut() {
+        match op {
+            Op::Chmod => file.mode = Some(rec.arg_mode),
+            Op::Chown => {
+                file.uid = (rec.arg_uid != u32::MAX).then_some(rec.arg_uid);
+                file.gid = (rec.arg_gid != u32::MAX).then_some(rec.arg_gid);
+            }
+            _ => {}
+        }
+    }
+    event.process = Process {
+        pid: rec.pid,
+        ppid: (rec.ppid != 0).then_some(rec.ppid),
+        uid: Some(rec.uid),
+        euid: Some(rec.euid),
+        gid: Some(rec.gid),
+        auid: (rec.auid != u32::MAX).then_some(rec.auid),
+        comm: c_bytes(&rec.comm),
+        exe: path_of(&rec.exe),
+        cmdline: None,
+        container_id: container_id(&rec.cgroup),
+        parent_exe: None,
+    };
+    Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(names: &[u8], flags: u32) -> FileRecord {
+        let mut f = FileRecord {
+            dev: 0,
+            ino: 7,
+            mode: 0,
+            flags,
+            len: names.len() as u32,
+            _pad: 0,
+            names: [0; PATH_BUF],
+            raw: [0; monitor_common::ARG_PATH],
+        };
+        f.names[..names.len()].copy_from_slice(names);
+        f
+    }
+
+    fn raw(mut f: FileRecord, raw: &[u8]) -> FileRecord {
+        f.raw[..raw.len()].copy_from_slice(raw);
+        f.flags |= PATH_RAW;
+        f
+    }
+
+    #[test]
+    fn caller_strings_are_joined_to_their_base_and_normalized() {
+        let abs = raw(file(b"", 0), b"/etc//docker/./daemon.json\0");
+        assert_eq!(path_of(&abs).unwrap(), &b"/etc/docker/daemon.json"[..]);
+        let rel = raw(
+            file(b"docker\0etc\0", PATH_RESOLVED | PATH_BASE),
+            b"../docker/daemon.json\0",
+        );
+        assert_eq!(path_of(&rel).unwrap(), &b"/etc/docker/daemon.json"[..]);
+        let lost_base = raw(file(b"", 0), b"daemon.json\0");
+        assert_eq!(path_of(&lost_base), None);
+    }
+
+    #[test]
+    fn components_are_put_back_in_order() {
+        let f = file(b"daemon.json\0docker\0etc\0", PATH_RESOLVED);
+        assert_eq!(path_of(&f).unwrap(), &b"/etc/docker/daemon.json"[..]);
+    }
+
+    #[test]
+    fn truncated_paths_say_so() {
+        let f = file(b"x\0y\0", PATH_RESOLVED | PATH_TRUNCATED);
+        assert_eq!(path_of(&f).unwrap(), &b"/.../y/x"[..]);
+    }
+
+    #[test]
+    fn root_and_unresolved() {
+        assert_eq!(path_of(&file(b"", PATH_RESOLVED)).unwrap(), &b"/"[..]);
+        assert_eq!(path_of(&file(b"a\0", 0)), None);
+    }
+
+    #[test]
+    fn device_numbers_round_trip() {
+        let st_dev = libc::makedev(254, 1);
+        assert_eq!(kernel_dev(st_dev), (254 << 20) | 1);
+        assert_eq!(user_dev(kernel_dev(st_dev)), st_dev);
+        let big = libc::makedev(259, 70000);
+        assert_eq!(user_dev(kernel_dev(big)), big);
+    }
+
+    #[test]
+    fn container_ids_from_cgroup_names() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(
+            container_id(format!("docker-{id}.scope\0junk").as_bytes()),
+            Some(id.clone())
+        );
+        assert_eq!(container_id(id.as_bytes()), Some(id.clone()));
+        assert_eq!(container_id(b"session-3.scope"), None);
+        assert_eq!(container_id(format!("{id}0").as_bytes()), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! Draining the ring buffer into events, and turning the kernel's per-CPU
+//! loss counters into `records_lost` events.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use monitor_common::{Record, STAT_LOST};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::decode;
+use super::loader::KernelWatches;
+use super::watches::WatchSet;
+use crate::event::{Action, Detail, Event, Source};
+use crate::rules::Watch;
+use crate::source::EventSender;
+
+/// Counters the source keeps for the monitor's stats.
+#[derive(Default)]
+pub struct Stats {
+    received: AtomicU64,
+    lost: AtomicU64,
+    /// Records the kernel could not judge and userspace found unwatched.
+    filtered: AtomicU64,
+}
+
+impl Stats {
+    /// (records received, records lost, records filtered in userspace).
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.lost.load(Ordering::Relaxed),
+            self.filtered.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Forwards every record about a watched object until the receiver goes
+/// away, keeping the kernel's watch set in step with what the records say
+/// was created, renamed or removed.
+pub async fn read_records(
+    ring: RingBuf<MapData>,
+    tx: EventSender,
+    stats: Arc<Stats>,
+    mut watches: KernelWatches,
+    rules: Vec<Watch>,
+) {
+    // SAFETY: the ring buffer owns its map descriptor, which stays open and
+    // unchanged for as long as the `AsyncFd` owns the ring buffer.
+    let registered = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!("cannot poll the eBPF ring buffer: {e}");
+            return;
+        }
+    };
+    let mut batch = Vec::new();
+    loop {
+        let mut guard = match fd.readable_mut().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::error!("polling the eBPF ring buffer failed: {e}");
+                return;
+            }
+        };
+        let ring = guard.get_inner_mut();
+        let mut structural = false;
+        while let Some(item) = ring.next() {
+            let Some(mut event) = decode_item(&item) else {
+                continue;
+            };
+            structural |= is_structural(event.action);
+            if keep_watched(&mut event, watches.current()) {
+                batch.push(event);
+            } else {
+                stats.filtered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        guard.clear_ready();
+        if structural {
+            let set = WatchSet::resolve(&rules);
+            if let Err(e) = watches.replace(set) {
+                tracing::error!("{e:#}");
+            }
+        }
+        stats
+            .received
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for event in batch.drain(..) {
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Actions that can change which inode a watched path names.
+fn is_structural(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Create
+            | Action::Rename
+            | Action::Unlink
+            | Action::Mkdir
+            | Action::Link
+            | Action::Symlink
+            | Action::Mknod
+    )
+}
+
+/// Whether the event touches a watched path, with its paths spelled as the
+/// rules spell them. Most records were judged exactly by the kernel; this
+/// settles the few it passed on unjudged (`..` in a path, a relative path
+/// from above a watch, a creation beside a watch that does not exist yet).
+fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
+    let mut watched = false;
+    for file in [event.file.as_mut(), event.target.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        let path = Path::new(OsStr::from_bytes(&file.path));
+        if let Some(spelled) = set.classify(path) {
+            watched = true;
+            if spelled != path {
+                file.path = Bytes::from(spelled.into_os_string().into_vec());
+            }
+        }
+    }
+    watched
+}
+
+fn decode_item(item: &[u8]) -> Option<Event> {
+    if item.len() < std::mem::size_of::<Record>() {
+        tracing::warn!(len = item.len(), "short eBPF record ignored");
+        return None;
+    }
+    // SAFETY: `Record` is plain integers and byte arrays, so any bytes are
+    // a valid value; the length was checked and the read is unaligned-safe.
+    let rec: Record = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    decode::event_of(&rec)
+}
+
+/// How often the loss counters are read.
+const LOSS_POLL: Duration = Duration::from_secs(1);
+
+/// Sends a `records_lost` event whenever the kernel's counters grew.
+pub async fn report_losses(
+    counters: PerCpuArray<MapData, u64>,
+    tx: EventSender,
+    stats: Arc<Stats>,
+) {
+    let mut reported = 0u64;
+    let mut tick = tokio::time::interval(LOSS_POLL);
+    loop {
+        tick.tick().await;
+        let lost = match counters.get(&STAT_LOST, 0) {
+            Ok(per_cpu) => per_cpu.iter().sum::<u64>(),
+            Err(e) => {
+                tracing::warn!("cannot read the eBPF loss counters: {e}");
+                continue;
+            }
+        };
+        stats.lost.store(lost, Ordering::Relaxed);
+        if lost > reported {
+            let count = lost - reported;
+            reported = lost;
+            tracing::warn!(
+                count,
+                "eBPF ring buffer full: kernel records lost; raise [sources.ebpf] ring_buffer_kib"
+            );
+            let mut event = Event::new(Source::Ebpf, Action::RecordsLost);
+            event.detail = Detail::Lost {
+                count,
+                what: "ebpf ring buffer full",
+            };
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The eBPF source end to end: a real `dockwatch run` with audit off loads
+//! the probes; a process opening daemon.json for write yields exactly one
+//! `open_write` alert naming that process, and nothing else does.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dockwatch_tests::layout::Layout;
+use dockwatch_tests::{machine_lock, read_alerts, wait_for_alerts, Daemon};
+
+const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// A private rules directory, configuration and alert file.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(rule_paths: &[&str], actions: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(
+            dir.path().join("rules/test.yaml"),
+            format!(
+                "rules:\n  - id: test-watch\n    name: test watch\n    severity: warning\n    \
+                 paths: [{}]\n    actions: [{}]\n",
+                rule_paths.join(", "),
+                actions.join(", ")
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[sources.audit]\nmode = \"off\"\n",
+        )
+        .unwrap();
+        Setup { dir }
+    }
+
+    fn alerts(&self) -> std::path::PathBuf {
+        self.dir.path().join("alerts.jsonl")
+    }
+
+    fn start(&self) -> Daemon {
+        let p = self.dir.path();
+        Daemon::start([
+            "run".as_ref(),
+            "--config".as_ref(),
+            p.join("config.toml").as_os_str(),
+            "--rules".as_ref(),
+            p.join("rules").as_os_str(),
+            "--output".as_ref(),
+            format!("file://{}", self.alerts().display()).as_ref(),
+        ])
+    }
+}
+
+/// Runs `sh -c script` and returns its pid once it has exited.
+fn sh(script: &str) -> u32 {
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", script])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success(), "sh -c {script:?} failed");
+    pid
+}
+
+#[test]
+fn open_for_write_of_a_watched_file_alerts_once_with_the_process() {
+    let _lock = machine_lock();
+    let mut layout = Layout::new();
+    layout.file(DAEMON_JSON, "{}\n");
+    let setup = Setup::new(&["/etc/docker"], &["open_write"]);
+    let unwatched = setup.dir.path().join("unwatched.txt");
+    let daemon = setup.start();
+
+    // Neither a write elsewhere nor a read-only open of the watched file.
+    sh(&format!("echo x > {}", unwatched.display()));
+    sh(&format!("exec 3< {DAEMON_JSON}; cat <&3 >/dev/null"));
+
+    let started = Instant::now();
+    let pid = sh(&format!("exec 3>> {DAEMON_JSON}"));
+    let alerts = wait_for_alerts(&setup.alerts(), Duration::from_secs(2), |a| !a.is_empty());
+    let latency = started.elapsed();
+    assert!(
+        !alerts.is_empty(),
+        "no alert within 2 s of opening {DAEMON_JSON} for write"
+    );
+    // Anything late or duplicated would show up here.
+    std::thread::sleep(Duration::from_millis(500));
+    let alerts = read_alerts(&setup.alerts());
+    drop(daemon);
+
+    assert_eq!(alerts.len(), 1, "exactly one alert expected: {alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["event"]["action"], "open_write", "{alert:#}");
+    assert_eq!(alert["event"]["outcome"], "success", "{alert:#}");
+    assert_eq!(alert["event"]["provider"][0], "ebpf", "{alert:#}");
+    assert_eq!(alert["file"]["path"], DAEMON_JSON, "{alert:#}");
+    assert_eq!(alert["process"]["pid"], pid, "{alert:#}");
+    let sh_exe = std::fs::canonicalize("/bin/sh").unwrap();
+    assert_eq!(
+        alert["process"]["executable"],
+        sh_exe.to_str().unwrap(),
+        "{alert:#}"
+    );
+    assert_eq!(alert["rule"]["id"], "test-watch", "{alert:#}");
+    assert!(latency < Duration::from_secs(2), "took {latency:?}");
+    assert!(Path::new(DAEMON_JSON).exists());
+}
