@@ -113,7 +113,8 @@ async fn run_async(
 
     // Audit's own reports (tamper, loss) match no path rule: alerts anyway.
     let audit_reports = crate::source::audit::Reports::new(host.clone());
-    let mut pipeline = Pipeline::new(rules, &config.pipeline, host);
+    let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
+        .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),
