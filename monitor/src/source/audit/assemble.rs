@@ -230,12 +230,6 @@ impl Reassembler {
         self.report_gaps(seq, true, emit);
     }
 
-    /// Forgets kernel serial history: the input switched to an unrelated
-    /// stream (another host's log, a reboot).
-    pub fn reset_serials(&mut self) {
-        self.gaps = GapTracker::default();
-    }
-
     fn complete(&mut self, index: usize, emit: &mut Emit<'_>) {
         let Some(group) = self.open.remove(index) else {
             return;
