@@ -60,8 +60,11 @@ pub fn replay(files: &[PathBuf], on_event: &mut dyn FnMut(Event)) -> anyhow::Res
         on_event(event)
     };
     for mut source in sources {
-        stream(&mut source, &mut reassembler, &mut emit)
-            .with_context(|| format!("reading {}", source.input.name))?;
+        // A damaged file (a truncated .gz, an I/O error) costs its rest,
+        // not the other files.
+        if let Err(e) = stream(&mut source, &mut reassembler, &mut emit) {
+            tracing::warn!("{}: {e}; skipping the rest of this file", source.input.name);
+        }
         source.input.finish();
     }
     reassembler.flush(&mut emit);
@@ -96,9 +99,11 @@ fn open(path: &Path, position: usize) -> anyhow::Result<Source> {
         let chained = io::Cursor::new(head).chain(reader);
         reader = Box::new(flate2::read::MultiGzDecoder::new(chained));
         lines = LineReader::new(0);
-        lines
-            .fill(&mut reader)
-            .with_context(|| format!("cannot decompress {name}"))?;
+        if let Err(e) = lines.fill(&mut reader) {
+            tracing::warn!("{name}: cannot decompress: {e}; skipping this file");
+            reader = Box::new(io::empty());
+            lines = LineReader::new(0);
+        }
     }
     let first = first_id(lines.peek());
     Ok(Source {
