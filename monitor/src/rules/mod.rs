@@ -17,6 +17,8 @@ mod matcher;
 mod schema;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -97,9 +99,7 @@ impl RuleSet {
         merged
             .into_iter()
             .map(|((path, key), actions)| Watch {
-                path: PathBuf::from(std::ffi::OsString::from(
-                    <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path),
-                )),
+                path: PathBuf::from(OsString::from_vec(path)),
                 actions,
                 key: key.to_string(),
             })
