@@ -129,7 +129,14 @@ struct NaiveRule {
 }
 
 const ACTION_SETS: &[&[&str]] = &[
-    &["open_write", "write", "truncate", "rename", "unlink", "create"],
+    &[
+        "open_write",
+        "write",
+        "truncate",
+        "rename",
+        "unlink",
+        "create",
+    ],
     &["chmod", "chown", "setxattr"],
     &["connect"],
     &["open_write", "chmod", "chown", "rename", "unlink"],
@@ -198,9 +205,10 @@ impl Generated {
                 rule.subtrees.iter().any(|dir| {
                     path.strip_prefix(dir.as_slice())
                         .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
-                }) || rule.globs.iter().any(|g| {
-                    g.is_match(std::str::from_utf8(path).unwrap_or_default())
-                })
+                }) || rule
+                    .globs
+                    .iter()
+                    .any(|g| g.is_match(std::str::from_utf8(path).unwrap_or_default()))
             });
             n += hit as usize;
         }
@@ -240,15 +248,27 @@ fn event_mix() -> Vec<Event> {
             "/run/containerd/io.containerd.runtime.v2.task/moby/0123/address",
             "/usr/bin/containerd-shim-runc-v2",
         ),
-        ev(Action::Chmod, "/etc/docker/tls/server-key.pem", "/usr/bin/chmod"),
-        ev(Action::OpenWrite, "/usr/bin/containerd-shim-runc-v2", "/usr/bin/cp"),
+        ev(
+            Action::Chmod,
+            "/etc/docker/tls/server-key.pem",
+            "/usr/bin/chmod",
+        ),
+        ev(
+            Action::OpenWrite,
+            "/usr/bin/containerd-shim-runc-v2",
+            "/usr/bin/cp",
+        ),
         ev(Action::Rename, "/etc/group+", "/usr/sbin/usermod"),
         ev(Action::OpenWrite, "/home/user/notes.txt", "/usr/bin/vi"),
         ev(Action::OpenWrite, "/usr/bin/python3.11", "/usr/bin/dpkg"),
         ev(Action::Chmod, "/etc/passwd", "/usr/bin/chmod"),
         ev(Action::OpenWrite, "/var/lib/dpkg/status", "/usr/bin/dpkg"),
         ev(Action::Exec, "/usr/bin/dockerd", "/usr/bin/dockerd"),
-        ev(Action::Connect, "/run/systemd/journal/socket", "/usr/bin/dockerd"),
+        ev(
+            Action::Connect,
+            "/run/systemd/journal/socket",
+            "/usr/bin/dockerd",
+        ),
     ];
     if let Some(rename) = events.iter_mut().find(|e| e.action == Action::Rename) {
         rename.target = Some(FileRef::new(&b"/etc/group"[..]));
