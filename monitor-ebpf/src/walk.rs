@@ -5,7 +5,9 @@
 //! userspace fills from the rules: a hit on the object itself, or on a
 //! directory watched as a subtree, means the record goes to userspace.
 
-use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel_str};
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::HashMap;
 use monitor_common::{
@@ -33,48 +35,80 @@ pub fn key_of(inode: Ptr) -> WatchKey {
     }
 }
 
+/// State of [`watched_ops`]' walk, shared with its `bpf_loop` callback.
+#[repr(C)]
+struct Walk {
+    dentry: Ptr,
+    mnt: Ptr,
+    root: Ptr,
+    mask: u32,
+    level: u32,
+    ops: u32,
+    _pad: u32,
+}
+
+extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `Walk`; all reads go through the shim.
+    unsafe {
+        let w = &mut *(ctx as *mut Walk);
+        let d = w.dentry;
+        let inode = dw_dentry_inode(d);
+        if !inode.is_null() {
+            if let Some(v) = WATCHES.get(key_of(inode)) {
+                let ops = v.ops & w.mask;
+                if ops != 0
+                    && (w.level == 0
+                        || v.flags & WATCH_SUBTREE != 0
+                        || (w.level == 1 && v.flags & WATCH_CHILDREN != 0))
+                {
+                    w.ops = ops;
+                    return 1;
+                }
+            }
+        }
+        if d == w.root {
+            let parent = dw_vfsmount_parent(w.mnt);
+            if parent == w.mnt || parent.is_null() {
+                return 1;
+            }
+            w.dentry = dw_vfsmount_mountpoint(w.mnt);
+            w.mnt = parent;
+            w.root = dw_vfsmount_root(parent);
+        } else {
+            let p = dw_dentry_parent(d);
+            if p == d || p.is_null() {
+                return 1;
+            }
+            w.dentry = p;
+        }
+        w.level += 1;
+        0
+    }
+}
+
 /// Operations of `mask` that a watch on the object at (`dentry`, `mnt`) or
-/// on one of its ancestor directories asks for; 0 when none.
+/// on one of its ancestor directories asks for; 0 when none. Walked with
+/// `bpf_loop` so the verifier checks one level, not [`MAX_DEPTH`].
 #[inline(always)]
 pub fn watched_ops(dentry: Ptr, mnt: Ptr, mask: u32) -> u32 {
-    // SAFETY: all reads go through the shim's probe reads.
+    // SAFETY: shim reads; helper call with a context on our stack.
     unsafe {
-        let mut d = dentry;
-        let mut m = mnt;
-        let mut root = dw_vfsmount_root(m);
-        let mut level = 0u32;
-        for _ in 0..MAX_DEPTH {
-            let inode = dw_dentry_inode(d);
-            if !inode.is_null() {
-                if let Some(v) = WATCHES.get(key_of(inode)) {
-                    let ops = v.ops & mask;
-                    if ops != 0
-                        && (level == 0
-                            || v.flags & WATCH_SUBTREE != 0
-                            || (level == 1 && v.flags & WATCH_CHILDREN != 0))
-                    {
-                        return ops;
-                    }
-                }
-            }
-            if d == root {
-                let parent = dw_vfsmount_parent(m);
-                if parent == m || parent.is_null() {
-                    return 0;
-                }
-                d = dw_vfsmount_mountpoint(m);
-                m = parent;
-                root = dw_vfsmount_root(m);
-            } else {
-                let p = dw_dentry_parent(d);
-                if p == d || p.is_null() {
-                    return 0;
-                }
-                d = p;
-            }
-            level += 1;
-        }
-        0
+        let mut w = Walk {
+            dentry,
+            mnt,
+            root: dw_vfsmount_root(mnt),
+            mask,
+            level: 0,
+            ops: 0,
+            _pad: 0,
+        };
+        bpf_loop(
+            MAX_DEPTH,
+            walk_step as *mut c_void,
+            &mut w as *mut Walk as *mut c_void,
+            0,
+        );
+        w.ops
     }
 }
 

@@ -68,7 +68,12 @@ impl Connection {
             Endpoint::Unix(path) => {
                 let dgram = UnixDatagram::unbound()?;
                 match dgram.connect(path) {
-                    Ok(()) => Socket::UnixDatagram(dgram),
+                    Ok(()) => {
+                        // A receiver that stops reading fills its queue;
+                        // give up and reconnect rather than hang.
+                        dgram.set_write_timeout(Some(IO_TIMEOUT))?;
+                        Socket::UnixDatagram(dgram)
+                    }
                     // The receiver listens on a stream socket (syslog-ng,
                     // rsyslog's imptcp on a path).
                     Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {

@@ -1,5 +1,432 @@
-//! `cargo xtask bench probes`.
+//! `cargo xtask bench probes`: what watching costs a syscall-heavy workload
+//! that touches nothing watched, three ways in one run: no monitor, auditd
+//! with the shipped rules' watches, dockwatch's eBPF probes (audit off).
+//!
+//! The workload is this binary again (re-executed with
+//! `DOCKWATCH_BENCH_WORKLOAD` set), so that it starts after auditd enabled
+//! auditing: the kernel audits only processes started after that. Each mode
+//! runs the workload several times and keeps the fastest run, the one least
+//! disturbed by other work on the machine.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+const WORKLOAD_ENV: &str = "DOCKWATCH_BENCH_WORKLOAD";
+const RUNS: usize = 5;
+const DEV_NULL_WRITES: usize = 1_000_000;
+const FILE_WRITES: usize = 200_000;
+const OPEN_CLOSE: usize = 100_000;
+const PHASES: [&str; 4] = [
+    "1M writes /dev/null",
+    "200k writes file",
+    "100k open+close ro",
+    "100k open+close wr",
+];
 
 pub fn run() -> anyhow::Result<()> {
-    anyhow::bail!("bench probes is not written yet")
+    if std::env::var_os(WORKLOAD_ENV).is_some() {
+        return workload();
+    }
+    let root = repo_root()?;
+    let _lock = machine_lock()?;
+    let status = Command::new("cargo")
+        .args(["build", "--quiet", "--release", "-p", "monitor"])
+        .current_dir(&root)
+        .status()
+        .context("cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release -p monitor failed");
+    }
+    let dockwatch = root.join("target/release/dockwatch");
+    let rules = root.join("rules");
+    let scratch = tempdir()?;
+
+    // Audit left enabled (by an earlier auditd) audits every new process
+    // even without rules: off for the modes that are not auditd's.
+    let audit_was_enabled = audit_enabled()?;
+    auditctl(&["-e", "0"])?;
+    let result = compare(&dockwatch, &rules, &scratch);
+    auditctl(&["-e", if audit_was_enabled { "1" } else { "0" }])?;
+    result
+}
+
+fn compare(dockwatch: &Path, rules: &Path, scratch: &Path) -> anyhow::Result<()> {
+    println!("probes benchmark: best of {RUNS} interleaved rounds, times in ms");
+    let audit_rules = audit_rules(dockwatch, rules)?;
+    let running = Command::new("pgrep")
+        .args(["-x", "auditd"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if running {
+        bail!("an auditd is running; stop it first (the benchmark starts its own)");
+    }
+    // Rounds interleave the modes so that load from elsewhere on the machine
+    // hits all three alike.
+    let mut baseline = vec![f64::INFINITY; 2 * PHASES.len()];
+    let mut audited = baseline.clone();
+    let mut probed = baseline.clone();
+    for _ in 0..RUNS {
+        keep_best(&mut baseline, run_workload(scratch)?);
+        {
+            let _auditd = Auditd::start(scratch, &audit_rules)?;
+            keep_best(&mut audited, run_workload(scratch)?);
+        }
+        auditctl(&["-e", "0"])?;
+        {
+            let _daemon = Dockwatch::start(dockwatch, rules, scratch)?;
+            keep_best(&mut probed, run_workload(scratch)?);
+        }
+    }
+
+    report("wall", &baseline, &audited, &probed, 0);
+    report("cpu", &baseline, &audited, &probed, 1);
+    Ok(())
+}
+
+/// Prints one table: `which` selects wall (0) or CPU (1) times.
+fn report(name: &str, baseline: &[f64], audited: &[f64], probed: &[f64], which: usize) {
+    let pick = |v: &[f64]| -> Vec<f64> { v.iter().skip(which).step_by(2).copied().collect() };
+    let (baseline, audited, probed) = (pick(baseline), pick(audited), pick(probed));
+    println!(
+        "\n{:<22} {:>10} {:>10} {:>10} {:>9} {:>9}",
+        format!("{name} time (ms)"),
+        "none",
+        "auditd",
+        "dockwatch",
+        "auditd+",
+        "dockw+"
+    );
+    let pct = |x: f64, base: f64| (x / base - 1.0) * 100.0;
+    for (i, phase) in PHASES.iter().enumerate() {
+        println!(
+            "{:<22} {:>10.1} {:>10.1} {:>10.1} {:>8.1}% {:>8.1}%",
+            phase,
+            baseline[i],
+            audited[i],
+            probed[i],
+            pct(audited[i], baseline[i]),
+            pct(probed[i], baseline[i]),
+        );
+    }
+    let total = |v: &[f64]| v.iter().sum::<f64>();
+    let (b, a, p) = (total(&baseline), total(&audited), total(&probed));
+    println!(
+        "{:<22} {:>10.1} {:>10.1} {:>10.1} {:>8.1}% {:>8.1}%",
+        "total",
+        b,
+        a,
+        p,
+        pct(a, b),
+        pct(p, b)
+    );
+    let share = if a > b { (p - b) / (a - b) } else { f64::NAN };
+    println!(
+        "{name}: dockwatch adds {:.1}%, auditd {:.1}%; dockwatch's cost is {:.2} of auditd's",
+        pct(p, b),
+        pct(a, b),
+        share
+    );
+}
+
+fn keep_best(best: &mut [f64], times: Vec<f64>) {
+    for (b, t) in best.iter_mut().zip(times) {
+        *b = b.min(t);
+    }
+}
+
+/// One run of the workload in a new process: its phase times in ms.
+fn run_workload(scratch: &Path) -> anyhow::Result<Vec<f64>> {
+    let exe = std::env::current_exe()?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let out = Command::new(&exe)
+        .args(&args)
+        .env(WORKLOAD_ENV, scratch)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run the workload")?;
+    if !out.status.success() {
+        bail!("the workload failed: {}", out.status);
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let times: Vec<f64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("workload output {text:?}"))?;
+    if times.len() != 2 * PHASES.len() {
+        bail!("workload output {text:?}");
+    }
+    Ok(times)
+}
+
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage(2) into a zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Times one phase: (wall, cpu).
+fn timed(phase: impl FnOnce() -> std::io::Result<()>) -> anyhow::Result<(Duration, Duration)> {
+    let (wall, cpu) = (Instant::now(), cpu_time());
+    phase()?;
+    Ok((wall.elapsed(), cpu_time() - cpu))
+}
+
+/// The measured loops; prints each phase's wall and CPU milliseconds.
+fn workload() -> anyhow::Result<()> {
+    let dir = PathBuf::from(std::env::var_os(WORKLOAD_ENV).unwrap());
+    let buf = [0x5au8; 4096];
+    let mut times = Vec::new();
+
+    let mut null = File::options().write(true).open("/dev/null")?;
+    times.push(timed(|| {
+        for _ in 0..DEV_NULL_WRITES {
+            null.write_all(&buf)?;
+        }
+        Ok(())
+    })?);
+
+    let path = dir.join("unwatched.dat");
+    let file = File::create(&path)?;
+    times.push(timed(|| {
+        for i in 0..FILE_WRITES {
+            file.write_all_at(&buf, (i % 256) as u64 * 4096)?;
+        }
+        Ok(())
+    })?);
+
+    times.push(timed(|| {
+        for _ in 0..OPEN_CLOSE {
+            drop(File::open(&path)?);
+        }
+        Ok(())
+    })?);
+
+    times.push(timed(|| {
+        for _ in 0..OPEN_CLOSE {
+            drop(File::options().write(true).open(&path)?);
+        }
+        Ok(())
+    })?);
+
+    let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1000.0);
+    let line: Vec<String> = times
+        .iter()
+        .flat_map(|&(wall, cpu)| [ms(wall), ms(cpu)])
+        .collect();
+    println!("{}", line.join(" "));
+    Ok(())
+}
+
+/// The shipped rules as auditctl arguments, from dockwatch itself.
+fn audit_rules(dockwatch: &Path, rules: &Path) -> anyhow::Result<Vec<Vec<String>>> {
+    let out = Command::new(dockwatch)
+        .args(["rules", "--rules"])
+        .arg(rules)
+        .arg("auditctl")
+        .output()
+        .context("dockwatch rules auditctl")?;
+    if !out.status.success() {
+        bail!(
+            "dockwatch rules auditctl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect())
+}
+
+fn audit_enabled() -> anyhow::Result<bool> {
+    let out = Command::new("auditctl")
+        .arg("-s")
+        .output()
+        .context("run auditctl (apt-get install auditd)")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "enabled 1"))
+}
+
+fn auditctl(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("auditctl")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .context("run auditctl (apt-get install auditd)")?;
+    if !status.success() {
+        bail!("auditctl {args:?} failed");
+    }
+    Ok(())
+}
+
+/// A private auditd with the watch rules; stopped, rules deleted, on drop.
+struct Auditd {
+    child: Child,
+}
+
+impl Auditd {
+    fn start(scratch: &Path, rules: &[Vec<String>]) -> anyhow::Result<Auditd> {
+        let dir = scratch.join("auditd");
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join("audit.log");
+        std::fs::write(
+            dir.join("auditd.conf"),
+            format!(
+                "local_events = yes\nwrite_logs = yes\nlog_file = {}\nlog_group = root\n\
+                 log_format = ENRICHED\nflush = INCREMENTAL_ASYNC\nfreq = 50\nmax_log_file = 512\n\
+                 num_logs = 30\npriority_boost = 4\nname_format = NONE\n\
+                 max_log_file_action = IGNORE\nspace_left = 75\nspace_left_action = IGNORE\n\
+                 admin_space_left = 50\nadmin_space_left_action = IGNORE\n\
+                 disk_full_action = IGNORE\ndisk_error_action = IGNORE\nuse_libwrap = no\n\
+                 tcp_listen_queue = 5\ntcp_max_per_addr = 1\ntcp_client_max_idle = 0\n\
+                 transport = TCP\ndistribute_network = no\nq_depth = 2000\n\
+                 overflow_action = SYSLOG\nmax_restarts = 10\nplugin_dir = /etc/audit/plugins.d\n\
+                 end_of_event_timeout = 2\n",
+                log.display()
+            ),
+        )?;
+        let child = Command::new("auditd")
+            .args(["-n", "-c"])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start auditd (apt-get install auditd)")?;
+        let auditd = Auditd { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("DAEMON_START")) {
+            if Instant::now() > deadline {
+                bail!("auditd did not start logging within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        auditctl(&["-D"])?;
+        for rule in rules {
+            let args: Vec<&str> = rule.iter().map(String::as_str).collect();
+            auditctl(&args)?;
+        }
+        auditctl(&["-e", "1"])?;
+        Ok(auditd)
+    }
+}
+
+impl Drop for Auditd {
+    fn drop(&mut self) {
+        let _ = auditctl(&["-D"]);
+        send_signal(self.child.id(), 15);
+        let _ = self.child.wait();
+    }
+}
+
+/// dockwatch's probes with the shipped rules and audit off.
+struct Dockwatch {
+    child: Child,
+}
+
+impl Dockwatch {
+    fn start(exe: &Path, rules: &Path, scratch: &Path) -> anyhow::Result<Dockwatch> {
+        let config = scratch.join("config.toml");
+        std::fs::write(&config, "[sources.audit]\nmode = \"off\"\n")?;
+        let mut child = Command::new(exe)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--rules")
+            .arg(rules)
+            .arg("--output")
+            .arg(format!("file://{}", scratch.join("alerts.jsonl").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start dockwatch")?;
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut daemon = Dockwatch { child };
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("dockwatch ready") => break,
+                Some(Ok(_)) => {}
+                _ => {
+                    let status = daemon.child.wait()?;
+                    bail!("dockwatch exited before it was ready: {status}");
+                }
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(daemon)
+    }
+}
+
+impl Drop for Dockwatch {
+    fn drop(&mut self) {
+        send_signal(self.child.id(), 15);
+        let _ = self.child.wait();
+    }
+}
+
+/// kill(2) through the `kill` utility: xtask has no libc dependency.
+fn send_signal(pid: u32, signal: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// The machine-wide test lock (see tests/src/lib.rs): auditd and probes
+/// are machine state.
+fn machine_lock() -> anyhow::Result<File> {
+    std::fs::create_dir_all("/run/lock")?;
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open("/run/lock/dockwatch-tests.lock")?;
+    file.lock()?;
+    Ok(file)
+}
+
+fn tempdir() -> anyhow::Result<TempDir> {
+    let path = std::env::temp_dir().join(format!("dockwatch-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&path)?;
+    Ok(TempDir(path))
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn repo_root() -> anyhow::Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the repository")?
+        .to_path_buf())
 }

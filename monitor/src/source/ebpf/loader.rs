@@ -199,7 +199,10 @@ impl Probes {
                 .with_context(|| format!("the kernel object has no program {name}"))?
                 .try_into()?;
             if !loaded.contains(&name) {
-                if let Err(e) = program.load() {
+                let started = std::time::Instant::now();
+                let result = program.load();
+                tracing::debug!(program = name, elapsed = ?started.elapsed(), "verified");
+                if let Err(e) = result {
                     tracing::error!(
                         program = name,
                         "the kernel refused program {name}: {}; the calls it covers are not \

@@ -1,0 +1,443 @@
+//! Every action the eBPF probes report, each through a real `dockwatch run`
+//! (audit off) on the real kernel: the alert's action, path(s) and pid; and
+//! the cases that must stay silent (unwatched files, a reused inode).
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use dockwatch_tests::layout::Layout;
+use dockwatch_tests::{machine_lock, read_alerts, wait_for_alerts, Daemon};
+use serde_json::Value;
+
+const DOCKER: &str = "/etc/docker";
+const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// A daemon with one rule, a private configuration and alert file.
+struct Watching {
+    dir: tempfile::TempDir,
+    daemon: Option<Daemon>,
+}
+
+impl Watching {
+    fn start(paths: &[&str], actions: &[&str]) -> Watching {
+        Watching::start_with(paths, actions, "")
+    }
+
+    fn start_with(paths: &[&str], actions: &[&str], ebpf_config: &str) -> Watching {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(
+            dir.path().join("rules/test.yaml"),
+            format!(
+                "rules:\n  - id: test-watch\n    name: test watch\n    severity: warning\n    \
+                 paths: [{}]\n    actions: [{}]\n",
+                paths.join(", "),
+                actions.join(", ")
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n[sources.ebpf]\n{ebpf_config}\n"),
+        )
+        .unwrap();
+        let p = dir.path();
+        let daemon = Daemon::start([
+            "run".as_ref(),
+            "--config".as_ref(),
+            p.join("config.toml").as_os_str(),
+            "--rules".as_ref(),
+            p.join("rules").as_os_str(),
+            "--output".as_ref(),
+            format!("file://{}", p.join("alerts.jsonl").display()).as_ref(),
+        ]);
+        Watching {
+            dir,
+            daemon: Some(daemon),
+        }
+    }
+
+    fn alerts_file(&self) -> PathBuf {
+        self.dir.path().join("alerts.jsonl")
+    }
+
+    /// The one alert with `action` from `pid` (or a child it forked), waited for up to 2 s; panics
+    /// with everything seen when there is none or more than one.
+    fn expect(&self, action: &str, pid: u32) -> Value {
+        let matching = |alerts: &[Value]| -> Vec<Value> {
+            alerts
+                .iter()
+                .filter(|a| a["event"]["action"] == action && by(a, pid))
+                .cloned()
+                .collect()
+        };
+        let alerts = wait_for_alerts(&self.alerts_file(), Duration::from_secs(2), |a| {
+            !matching(a).is_empty()
+        });
+        let found = matching(&alerts);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {action} alert from pid {pid}, got: {alerts:#?}"
+        );
+        assert_eq!(found[0]["event"]["provider"][0], "ebpf");
+        found[0].clone()
+    }
+
+    /// No alert at all arrives within `wait`.
+    fn expect_none(&self, wait: Duration) {
+        std::thread::sleep(wait);
+        let alerts = read_alerts(&self.alerts_file());
+        assert!(alerts.is_empty(), "unexpected alerts: {alerts:#?}");
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.daemon.as_ref().unwrap().log()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.stop();
+        }
+    }
+}
+
+/// The alert's process is `pid` or its child (sh forks for `a && b`).
+fn by(alert: &Value, pid: u32) -> bool {
+    alert["process"]["pid"] == pid || alert["process"]["parent"]["pid"] == pid
+}
+
+/// Runs `sh -c script` to completion; returns its pid.
+fn sh(script: &str) -> u32 {
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", script])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "sh -c {script:?}: {status}");
+    pid
+}
+
+fn docker_layout() -> Layout {
+    let mut layout = Layout::new();
+    layout.file(DAEMON_JSON, "{}\n");
+    layout
+}
+
+#[test]
+fn create_in_a_watched_directory() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    layout.track("/etc/docker/new.json");
+    let w = Watching::start(&[DOCKER], &["create"]);
+    let pid = sh("echo '{}' > /etc/docker/new.json");
+    let alert = w.expect("create", pid);
+    assert_eq!(alert["file"]["path"], "/etc/docker/new.json");
+}
+
+#[test]
+fn truncate_by_path_and_by_descriptor() {
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start(&[DOCKER], &["truncate"]);
+    let pid = sh(&format!(
+        "perl -e 'truncate(\"{DAEMON_JSON}\", 0) or die $!'"
+    ));
+    assert_eq!(w.expect("truncate", pid)["file"]["path"], DAEMON_JSON);
+    let pid = sh(&format!("truncate -s 1 {DAEMON_JSON}"));
+    assert_eq!(w.expect("truncate", pid)["file"]["path"], DAEMON_JSON);
+}
+
+#[test]
+fn chmod_absolute_relative_and_through_dot_dot() {
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start(&[DOCKER], &["chmod"]);
+    let pid = sh(&format!("chmod 600 {DAEMON_JSON}"));
+    let alert = w.expect("chmod", pid);
+    assert_eq!(alert["file"]["path"], DAEMON_JSON);
+    assert_eq!(alert["file"]["mode"], "0600");
+    let pid = sh("cd /etc/docker && chmod 640 daemon.json");
+    assert_eq!(w.expect("chmod", pid)["file"]["path"], DAEMON_JSON);
+    let pid = sh("cd /etc && chmod 644 docker/daemon.json");
+    assert_eq!(w.expect("chmod", pid)["file"]["path"], DAEMON_JSON);
+    let pid = sh("chmod 644 /etc/../etc/docker/./daemon.json");
+    assert_eq!(w.expect("chmod", pid)["file"]["path"], DAEMON_JSON);
+}
+
+#[test]
+fn fchmod_on_an_open_descriptor() {
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start(&[DOCKER], &["chmod"]);
+    let pid = sh(&format!(
+        "perl -e 'open(my $f, \"<\", \"{DAEMON_JSON}\") or die; chmod(0600, $f) or die $!'"
+    ));
+    assert_eq!(w.expect("chmod", pid)["file"]["path"], DAEMON_JSON);
+}
+
+#[test]
+fn chown_reports_the_new_owner() {
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start(&[DOCKER], &["chown"]);
+    let pid = sh(&format!("chown 1:2 {DAEMON_JSON}"));
+    let alert = w.expect("chown", pid);
+    assert_eq!(alert["file"]["path"], DAEMON_JSON);
+}
+
+#[test]
+fn setxattr_and_removexattr() {
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start(&[DOCKER], &["setxattr"]);
+    let path = std::ffi::CString::new(DAEMON_JSON).unwrap();
+    let name = c"user.dockwatch";
+    // SAFETY: plain syscalls on NUL-terminated strings we own.
+    let rc = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0) };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+    let alert = w.expect("setxattr", std::process::id());
+    assert_eq!(alert["file"]["path"], DAEMON_JSON);
+    assert_eq!(alert["event"]["outcome"], "success");
+}
+
+#[test]
+fn rename_over_a_watched_file_names_both_paths() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    layout.file("/tmp/dockwatch-new-daemon.json", "{\"icc\":false}\n");
+    let w = Watching::start(&[DAEMON_JSON], &["rename"]);
+    let pid = sh(&format!(
+        "mv -f /tmp/dockwatch-new-daemon.json {DAEMON_JSON}"
+    ));
+    let alerts = wait_for_alerts(&w.alerts_file(), Duration::from_secs(2), |a| {
+        a.iter()
+            .any(|a| a["process"]["pid"] == pid && a["event"]["outcome"] == "success")
+    });
+    let ok: Vec<_> = alerts
+        .iter()
+        .filter(|a| by(a, pid) && a["event"]["outcome"] == "success")
+        .collect();
+    assert_eq!(ok.len(), 1, "{alerts:#?}");
+    assert_eq!(ok[0]["event"]["action"], "rename");
+    assert_eq!(ok[0]["file"]["path"], "/tmp/dockwatch-new-daemon.json");
+    assert_eq!(ok[0]["file"]["target_path"], DAEMON_JSON);
+
+    // sed -i replaces the file the same way; the watch follows the new inode.
+    let pid = sh(&format!("sed -i 's/false/true/' {DAEMON_JSON}"));
+    let alert = w.expect("rename", pid);
+    assert_eq!(alert["file"]["target_path"], DAEMON_JSON);
+}
+
+#[test]
+fn rename_exchange_reports_both_sides() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    layout.file("/tmp/dockwatch-exchange.json", "{}\n");
+    let w = Watching::start(&[DAEMON_JSON], &["rename"]);
+    let a = std::ffi::CString::new("/tmp/dockwatch-exchange.json").unwrap();
+    let b = std::ffi::CString::new(DAEMON_JSON).unwrap();
+    // SAFETY: renameat2(2) with NUL-terminated paths we own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    assert_eq!(rc, 0, "renameat2: {}", std::io::Error::last_os_error());
+    let alert = w.expect("rename", std::process::id());
+    assert_eq!(alert["file"]["path"], "/tmp/dockwatch-exchange.json");
+    assert_eq!(alert["file"]["target_path"], DAEMON_JSON);
+}
+
+#[test]
+fn unlink_and_rmdir() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    layout
+        .file("/etc/docker/old.json", "{}\n")
+        .dir("/etc/docker/old.d");
+    let w = Watching::start(&[DOCKER], &["unlink"]);
+    let pid = sh("rm /etc/docker/old.json");
+    assert_eq!(
+        w.expect("unlink", pid)["file"]["path"],
+        "/etc/docker/old.json"
+    );
+    let pid = sh("rmdir /etc/docker/old.d");
+    assert_eq!(w.expect("unlink", pid)["file"]["path"], "/etc/docker/old.d");
+}
+
+#[test]
+fn hard_link_into_a_watched_directory() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    layout.file("/etc/dockwatch-outside.json", "{}\n");
+    layout.track("/etc/docker/linked.json");
+    let w = Watching::start(&[DOCKER], &["link"]);
+    let pid = sh("ln /etc/dockwatch-outside.json /etc/docker/linked.json");
+    let alert = w.expect("link", pid);
+    assert_eq!(alert["file"]["path"], "/etc/dockwatch-outside.json");
+    assert_eq!(alert["file"]["target_path"], "/etc/docker/linked.json");
+}
+
+#[test]
+fn symlink_into_a_watched_directory() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    layout.track("/etc/docker/evil.json");
+    let w = Watching::start(&[DOCKER], &["symlink"]);
+    let pid = sh("ln -s /tmp/anything /etc/docker/evil.json");
+    let alert = w.expect("symlink", pid);
+    assert_eq!(alert["file"]["target_path"], "/etc/docker/evil.json");
+}
+
+#[test]
+fn mkdir_and_mknod_in_a_watched_directory() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    layout
+        .track("/etc/docker/certs.d")
+        .track("/etc/docker/fifo");
+    let w = Watching::start(&[DOCKER], &["mkdir", "mknod"]);
+    let pid = sh("mkdir /etc/docker/certs.d");
+    assert_eq!(
+        w.expect("mkdir", pid)["file"]["path"],
+        "/etc/docker/certs.d"
+    );
+    let pid = sh("mknod /etc/docker/fifo p");
+    assert_eq!(w.expect("mknod", pid)["file"]["path"], "/etc/docker/fifo");
+}
+
+#[test]
+fn connect_to_a_watched_unix_socket_through_a_symlinked_path() {
+    let _lock = machine_lock();
+    // /var/run is a symlink to /run on Debian: the rule names the
+    // traditional path, the socket lives at the resolved one.
+    let socket = "/run/dockwatch-test-docker.sock";
+    let _ = std::fs::remove_file(socket);
+    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    let mut layout = Layout::new();
+    layout.track(socket);
+    let spelled = "/var/run/dockwatch-test-docker.sock";
+    let w = Watching::start(&[spelled], &["connect"]);
+    let _client = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let alert = w.expect("connect", std::process::id());
+    assert_eq!(alert["file"]["path"], spelled, "{alert:#}");
+    assert_eq!(alert["event"]["outcome"], "success");
+    drop(listener);
+}
+
+#[test]
+fn unwatched_files_and_read_only_opens_stay_silent() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    layout.file("/etc/dockwatch-unwatched.json", "{}\n");
+    let w = Watching::start(&[DOCKER], &["open_write", "chmod", "unlink", "rename"]);
+    sh("chmod 600 /etc/dockwatch-unwatched.json; echo x > /etc/dockwatch-unwatched.json");
+    sh("cd /etc && chmod 644 dockwatch-unwatched.json && mv dockwatch-unwatched.json dockwatch-unwatched.json2 && mv dockwatch-unwatched.json2 dockwatch-unwatched.json");
+    sh(&format!(
+        "cat {DAEMON_JSON} > /dev/null; ls -l {DOCKER} > /dev/null"
+    ));
+    w.expect_none(Duration::from_millis(700));
+}
+
+/// A watch on a file that does not exist yet covers it from when it appears.
+#[test]
+fn a_watched_path_that_appears_later_is_watched() {
+    let _lock = machine_lock();
+    let mut layout = Layout::new();
+    let later = "/etc/dockwatch-containerd-test/config.toml";
+    assert!(!Path::new("/etc/dockwatch-containerd-test").exists());
+    layout.track("/etc/dockwatch-containerd-test");
+    let w = Watching::start(&[later], &["open_write", "create", "chmod"]);
+    sh("mkdir /etc/dockwatch-containerd-test");
+    // Give the source a moment to notice the directory.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = sh(&format!("echo x > {later}"));
+    assert_eq!(w.expect("create", pid)["file"]["path"], later);
+    let pid = sh(&format!("chmod 600 {later}"));
+    assert_eq!(w.expect("chmod", pid)["file"]["path"], later);
+    let pid = sh(&format!("echo y >> {later}"));
+    assert_eq!(w.expect("open_write", pid)["file"]["path"], later);
+}
+
+/// After a watched file is deleted, a new unrelated file that gets its inode
+/// number must not raise alerts.
+#[test]
+fn a_reused_inode_number_raises_no_alert() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    let elsewhere = "/etc/dockwatch-reuse";
+    layout.dir(elsewhere);
+    let w = Watching::start(&[DAEMON_JSON], &["open_write"]);
+    let old_ino = std::fs::metadata(DAEMON_JSON).unwrap().ino();
+    sh(&format!("rm {DAEMON_JSON}"));
+    std::thread::sleep(Duration::from_millis(300));
+    // ext4 hands out the lowest free inode of the group: creating files
+    // beside it soon gets the freed number back.
+    let mut reused = None;
+    for i in 0..3000 {
+        let path = format!("{elsewhere}/f{i}");
+        std::fs::write(&path, "").unwrap();
+        if std::fs::metadata(&path).unwrap().ino() == old_ino {
+            reused = Some(path);
+            break;
+        }
+    }
+    let reused = reused.expect("the freed inode number was not handed out again; cannot test");
+    let pid = sh(&format!("echo x >> {reused}"));
+    std::thread::sleep(Duration::from_millis(700));
+    let alerts = read_alerts(&w.alerts_file());
+    assert!(
+        alerts.iter().all(|a| !by(a, pid)),
+        "write to {reused} (reused inode {old_ino}) alerted: {alerts:#?}"
+    );
+}
+
+/// eBPF sees processes that audit never audits: one started before
+/// dockwatch (and before audit was ever enabled) is caught.
+#[test]
+fn a_process_started_before_dockwatch_is_caught() {
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let mut early = Command::new("/bin/sh")
+        .args(["-c", &format!("read go; exec 3>> {DAEMON_JSON}")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let w = Watching::start(&[DOCKER], &["open_write"]);
+    early.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(early.wait().unwrap().success());
+    let alert = w.expect("open_write", early.id());
+    assert_eq!(alert["file"]["path"], DAEMON_JSON);
+}
+
+/// A ring buffer too small for a burst loses records; the loss is counted
+/// and reported, and later records still arrive.
+#[test]
+fn lost_records_are_counted_and_reported() {
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start_with(&[DOCKER], &["chmod"], "ring_buffer_kib = 4");
+    sh(&format!(
+        "perl -e 'for (1..300) {{ chmod(0644, \"{DAEMON_JSON}\") }}'"
+    ));
+    let daemon_log = || w.log().join("\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !daemon_log().contains("records lost") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(daemon_log().contains("records lost"), "{}", daemon_log());
+    let pid = sh(&format!("chmod 600 {DAEMON_JSON}"));
+    w.expect("chmod", pid);
+}
