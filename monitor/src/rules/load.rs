@@ -213,7 +213,7 @@ pub(crate) fn load_files(paths: &[PathBuf]) -> Result<Vec<RuleDef>, ConfigError>
         let at = |node: NodePath| Origin { file, node };
         let root = NodePath::default();
 
-        for (name, items) in &parsed.lists {
+        for (name, items) in &parsed.lists.0 {
             let origin = at(root.key("lists").key_name(name));
             check_list_name(&files, name, &origin)?;
             if let Some((_, first)) = lists.get(name) {
@@ -228,7 +228,7 @@ pub(crate) fn load_files(paths: &[PathBuf]) -> Result<Vec<RuleDef>, ConfigError>
             let items = items_at(items, &root.key("lists").key(name), file);
             lists.insert(name.clone(), (items, origin));
         }
-        for (name, items) in &parsed.extend_lists {
+        for (name, items) in &parsed.extend_lists.0 {
             let origin = at(root.key("extend_lists").key_name(name));
             let Some((list, _)) = lists.get_mut(name) else {
                 return Err(files.error(
