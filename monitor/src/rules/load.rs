@@ -692,18 +692,20 @@ pub(crate) fn parse_path(text: &str) -> Result<PathPattern, String> {
             "path `{text}` is relative; events carry absolute paths, so it can never match: write it from / (e.g. /etc/docker)"
         ));
     }
-    let trimmed = if text.len() > 1 {
-        text.trim_end_matches('/')
-    } else {
-        text
+    // `/etc/docker/` is `/etc/docker`; `/` stays the root.
+    let trimmed = match text.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
     };
-    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-    for component in trimmed.split('/').skip(1).filter(|_| trimmed != "/") {
-        if component.is_empty() || component == "." || component == ".." {
-            return Err(format!(
-                "path `{text}` is not normalized (`//`, `.` or `..`); events carry normalized paths, so it can never match"
-            ));
-        }
+    let unnormalized = trimmed != "/"
+        && trimmed
+            .split('/')
+            .skip(1)
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if unnormalized {
+        return Err(format!(
+            "path `{text}` is not normalized (`//`, `.` or `..`); events carry normalized paths, so it can never match"
+        ));
     }
     if !is_glob(trimmed) {
         return Ok(PathPattern::Subtree(trimmed.as_bytes().to_vec()));
