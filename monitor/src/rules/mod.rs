@@ -123,14 +123,29 @@ pub fn command(action: crate::cli::RulesAction, dir: &Path) -> anyhow::Result<u8
 
 fn lint_summary(rules: &RuleSet, dir: &Path) -> String {
     let disabled = rules.defs.iter().filter(|d| !d.enabled).count();
-    format!(
+    let mut out = format!(
         "{}: {} files, {} rules ({} disabled), {} watched paths: no problems\n",
         dir.display(),
         rules.files.len(),
         rules.defs.len(),
         disabled,
         rules.watches().len()
-    )
+    );
+    // Not mistakes, but worth knowing: auditd and the kernel see everything
+    // under a glob's directory, and dockwatch filters.
+    for def in rules.defs.iter().filter(|d| d.enabled) {
+        for pattern in &def.paths {
+            if let load::PathPattern::Glob { glob, root } = pattern {
+                out.push_str(&format!(
+                    "note: {}: glob {} is watched as all of {}\n",
+                    def.info.id,
+                    glob.glob(),
+                    String::from_utf8_lossy(root)
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn list(rules: &RuleSet) -> String {
