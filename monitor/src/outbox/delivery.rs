@@ -238,6 +238,11 @@ impl Delivery {
                 self.next_attempt = Instant::now();
             }
             self.housekeeping();
+            if stopping && self.conn.is_none() && self.failing_since.is_some() {
+                // The receiver is down: waiting out the bound would only
+                // delay the exit; the spool keeps the rest for next time.
+                break;
+            }
             if self.conn.is_none() {
                 if Instant::now() < self.next_attempt {
                     if stopping && self.nothing_pending() {

@@ -248,6 +248,22 @@ mod tests {
     }
 
     #[test]
+    fn unix_stream_receivers_get_framed_records() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut conn = Connection::connect(&Endpoint::Unix(path), Framing::OctetCounting).unwrap();
+        assert!(!conn.is_datagram());
+        conn.send([&b"one"[..], b"three"].into_iter()).unwrap();
+        conn.close();
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut got = [0u8; 12];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"3 one5 three");
+    }
+
+    #[test]
     fn unix_datagram_round_trip_and_missing_socket() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");

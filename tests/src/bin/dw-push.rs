@@ -5,6 +5,7 @@
 //! ```text
 //! dw-push --state-dir DIR --url URL... [--from N] [--count N] [--rate PER_SEC]
 //!         [--hostile] [--hold] [--wait SECS] [--spool-max-bytes N]
+//!         [--resend-bytes N]
 //!         [--tls-ca PEM --tls-cert PEM --tls-key PEM]
 //! ```
 //!
@@ -38,6 +39,7 @@ fn main() {
     let (mut from, mut count, mut rate) = (0u64, 0u64, 0u64);
     let (mut hostile, mut hold, mut wait) = (false, false, 60u64);
     let mut spool_max_bytes = None;
+    let mut resend_bytes = None;
     let mut tls = dockwatch::sink::TlsConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -49,6 +51,7 @@ fn main() {
             "--count" => count = value().parse().expect("--count N"),
             "--rate" => rate = value().parse().expect("--rate N"),
             "--wait" => wait = value().parse().expect("--wait SECS"),
+            "--resend-bytes" => resend_bytes = Some(value().parse().expect("--resend-bytes N")),
             "--spool-max-bytes" => {
                 spool_max_bytes = Some(value().parse().expect("--spool-max-bytes N"))
             }
@@ -69,6 +72,9 @@ fn main() {
         tls,
         ..Config::default()
     };
+    if let Some(bytes) = resend_bytes {
+        config.outbox.resend_bytes = bytes;
+    }
     if let Some(cap) = spool_max_bytes {
         config.outbox.spool_max_bytes = cap;
     }
