@@ -87,6 +87,13 @@ const EXPECTED: &[(u64, &str, &str, &str)] = &[
     ),
     (76, "mkdir", "containerd-state-modified", "/run/containerd"),
     (77, "symlink", "containerd-state-modified", "/dev/null"),
+    // auditctl adding a watch: dockwatch's own report, no rule needed.
+    (
+        78,
+        "audit_config",
+        "audit-config-changed",
+        "/etc/containerd",
+    ),
     (
         79,
         "open_write",
@@ -98,6 +105,14 @@ const EXPECTED: &[(u64, &str, &str, &str)] = &[
         "open_write",
         "docker-config-write",
         "/etc/docker/daemon.json",
+    ),
+    // auditctl -W (a removal, refused) and -w: tampering, then a change.
+    (117, "audit_config", "audit-tampered", ""),
+    (
+        118,
+        "audit_config",
+        "audit-config-changed",
+        "/var/lib/docker",
     ),
     (
         119,
@@ -111,6 +126,8 @@ const EXPECTED: &[(u64, &str, &str, &str)] = &[
         "docker-service-unit-modified",
         "/usr/lib/systemd/system/docker.service",
     ),
+    // The capture skips serials 81 to 116: reported once the gap is certain.
+    (117, "records_lost", "dockwatch-records-lost", ""),
 ];
 
 #[test]
