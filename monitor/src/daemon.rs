@@ -111,8 +111,6 @@ async fn run_async(
         .into());
     }
 
-    // Audit's own reports (tamper, loss) match no path rule: alerts anyway.
-    let audit_reports = crate::source::audit::Reports::new(host.clone());
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
         .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
     tracing::info!(
@@ -136,7 +134,6 @@ async fn run_async(
             event = rx.recv() => match event {
                 Some(event) => {
                     from_audit = event.source == crate::event::Source::Audit;
-                    alerts.extend(audit_reports.alert(&event));
                     if let Some(posture) = posture.as_mut() {
                         alerts.extend(posture.on_event(&event));
                     }
@@ -192,7 +189,6 @@ pub fn replay(
     };
     let mut outputs = Outputs::open(&urls, &config)?;
     let host: Arc<str> = config.host_name().into();
-    let audit_reports = crate::source::audit::Reports::new(host.clone());
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host);
     // Delivery runs on the runtime's workers while this thread parses.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -203,7 +199,6 @@ pub fn replay(
         let mut alerts = Vec::new();
         tokio::task::block_in_place(|| {
             crate::source::audit::replay(&files, &mut |event| {
-                alerts.extend(audit_reports.alert(&event));
                 pipeline.push(event, Instant::now(), &mut alerts);
                 for alert in alerts.drain(..) {
                     outputs.send(&alert);

@@ -9,8 +9,8 @@
 //! Around them: [`tail`] follows audit.log across rotation, [`checkpoint`]
 //! saves where it is, [`netlink`] reads the kernel's multicast group and
 //! status, `live` runs either as the daemon's source, `replay` reads
-//! archives, and [`report`] turns the source's own findings (audit
-//! tampered with, records lost) into alerts.
+//! archives. Its own findings (audit tampered with, records lost) are
+//! events like the rest; the pipeline makes them alerts.
 //!
 //! [`Event`]: crate::event::Event
 
@@ -23,7 +23,6 @@ mod live;
 pub mod netlink;
 pub mod record;
 mod replay;
-pub mod report;
 pub mod syscalls;
 pub mod tail;
 pub mod translate;
@@ -39,7 +38,6 @@ use crate::source::EventSender;
 
 pub use checkpoint::Acks;
 pub use replay::replay;
-pub use report::Reports;
 
 /// How audit events are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
