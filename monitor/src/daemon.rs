@@ -121,6 +121,7 @@ async fn run_async(
     for alert in &posture_findings {
         outputs.send(alert);
     }
+    outputs.flush();
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -154,6 +155,7 @@ async fn run_async(
         for alert in alerts.drain(..) {
             outputs.send(&alert);
         }
+        outputs.flush();
         if let (true, Some(acks)) = (from_audit, &audit_acks) {
             acks.done();
         }

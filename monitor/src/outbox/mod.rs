@@ -61,10 +61,16 @@ impl Default for OutboxConfig {
     }
 }
 
+/// Bytes of stdout lines gathered before they are written.
+const STDOUT_BATCH: usize = 64 << 10;
+
 /// Every configured output.
 pub struct Outputs {
     sinks: Vec<Output>,
     line: Vec<u8>,
+    /// Lines for stdout not yet written: batched so a replay writes in
+    /// large chunks instead of one syscall per alert.
+    stdout: Vec<u8>,
     shutdown_timeout: Duration,
 }
 
@@ -152,6 +158,7 @@ impl Outputs {
         Ok(Outputs {
             sinks,
             line: Vec::with_capacity(1024),
+            stdout: Vec::new(),
             shutdown_timeout: Duration::from_millis(config.outbox.shutdown_timeout_ms),
         })
     }
@@ -174,12 +181,26 @@ impl Outputs {
                             tracing::error!("cannot write alert to {}: {e}", file.path().display());
                         }
                     } else {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&self.line).and_then(|()| out.flush());
+                        self.stdout.extend_from_slice(&self.line);
                     }
                 }
             }
         }
+        if self.stdout.len() >= STDOUT_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Writes what [`Outputs::send`] batched for stdout. The daemon calls it
+    /// after each event's alerts, so a live alert is never held back.
+    pub fn flush(&mut self) {
+        if self.stdout.is_empty() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (`| head`) must not stop the other outputs.
+        let _ = out.write_all(&self.stdout).and_then(|()| out.flush());
+        self.stdout.clear();
     }
 
     /// After logrotate (SIGHUP): files are reopened at their paths and
@@ -220,12 +241,14 @@ impl Outputs {
 
     /// Delivers what can be delivered within `[outbox] shutdown_timeout_ms`;
     /// the rest stays in the spool for the next start.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        self.flush();
         let _ = tokio::task::spawn_blocking(move || self.shutdown_blocking()).await;
     }
 
     /// [`Outputs::shutdown`] for callers without a runtime.
-    pub fn shutdown_blocking(self) {
+    pub fn shutdown_blocking(mut self) {
+        self.flush();
         let deadline = Instant::now() + self.shutdown_timeout;
         let outboxes: Vec<(Outbox, Option<PathBuf>)> = self
             .sinks
