@@ -329,7 +329,12 @@ fn write_detail(out: &mut Vec<u8>, detail: &Detail) {
             out.extend_from_slice(change.after.to_string().as_bytes());
             out.extend_from_slice(b",\"status\":\"");
             out.extend_from_slice(change.status.as_bytes());
-            out.extend_from_slice(b"\"}");
+            out.push(b'"');
+            if let Some(path) = &change.path {
+                out.extend_from_slice(b",\"path\":");
+                json_str(out, path.as_bytes());
+            }
+            out.push(b'}');
         }
     }
 }
@@ -495,7 +500,10 @@ mod tests {
         assert_eq!(json["file"]["mode"], "0666");
         assert_eq!(json["process"]["parent"]["pid"], 4200);
         assert_eq!(json["user"]["audit"]["id"], "1000");
-        assert!(json.get("container").is_none(), "absent fields are left out");
+        assert!(
+            json.get("container").is_none(),
+            "absent fields are left out"
+        );
     }
 
     #[test]

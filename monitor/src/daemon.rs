@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, ConfigError};
 use crate::outbox::Outputs;
 use crate::pipeline::Pipeline;
+use crate::posture::Posture;
 use crate::privilege::{self, Capability};
 use crate::rules::RuleSet;
 use crate::source::audit::{AuditMode, AuditSource};
@@ -55,9 +56,21 @@ fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
     }
 }
 
-async fn run_async(config: Config, rules: Arc<RuleSet>, mut outputs: Outputs) -> anyhow::Result<()> {
+async fn run_async(
+    config: Config,
+    rules: Arc<RuleSet>,
+    mut outputs: Outputs,
+) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
-    let watches = rules.watches();
+    let host: Arc<str> = config.host_name().into();
+    let (mut posture, posture_findings) = if config.posture.enabled {
+        let (posture, findings) = Posture::start(&config.posture, host.clone())?;
+        (Some(posture), findings)
+    } else {
+        (None, Vec::new())
+    };
+    let mut watches = rules.watches();
+    watches.extend(posture.iter().flat_map(Posture::watches));
 
     let mut started = Vec::new();
     let _ebpf = if config.sources.ebpf.enabled {
@@ -89,6 +102,8 @@ async fn run_async(config: Config, rules: Arc<RuleSet>, mut outputs: Outputs) ->
         None
     };
     drop(tx);
+    // Audit checkpoints advance only past events handled here.
+    let audit_acks = _audit.as_ref().map(AuditSource::acks);
     if started.is_empty() {
         return Err(ConfigError::new(
             "no event source could start (see the errors above); enable [sources.ebpf] or [sources.audit]",
@@ -96,30 +111,50 @@ async fn run_async(config: Config, rules: Arc<RuleSet>, mut outputs: Outputs) ->
         .into());
     }
 
-    let host: Arc<str> = config.host_name().into();
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host);
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),
         "dockwatch ready"
     );
+    for alert in &posture_findings {
+        outputs.send(alert);
+    }
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let mut alerts = Vec::new();
     loop {
         let deadline = pipeline.next_deadline();
+        let posture_deadline = posture.as_ref().map(Posture::next_deadline);
+        let mut from_audit = false;
         tokio::select! {
             event = rx.recv() => match event {
-                Some(event) => pipeline.push(event, Instant::now(), &mut alerts),
+                Some(event) => {
+                    from_audit = event.source == crate::event::Source::Audit;
+                    if let Some(posture) = posture.as_mut() {
+                        alerts.extend(posture.on_event(&event));
+                    }
+                    pipeline.push(event, Instant::now(), &mut alerts)
+                }
                 None => break,
             },
             _ = sleep_until(deadline) => pipeline.tick(Instant::now(), &mut alerts),
+            _ = sleep_until(posture_deadline) => {
+                if let Some(posture) = posture.as_mut() {
+                    alerts.extend(posture.tick(Instant::now()));
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => outputs.reopen(),
         }
         for alert in alerts.drain(..) {
             outputs.send(&alert);
+        }
+        if let (true, Some(acks)) = (from_audit, &audit_acks) {
+            acks.done();
         }
     }
     pipeline.flush(&mut alerts);

@@ -187,6 +187,9 @@ pub struct PostureChange {
     pub after: serde_json::Value,
     /// `pass`, `warn` or `fail` after the change.
     pub status: &'static str,
+    /// The file the check is about. Kept here rather than in `file` so that
+    /// posture alerts are not mistaken for file-activity alerts on it.
+    pub path: Option<String>,
 }
 
 /// One normalized event.

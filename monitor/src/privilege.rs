@@ -37,7 +37,12 @@ pub struct Missing {
 
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (needed for {})", self.capability.name(), self.needed_for)
+        write!(
+            f,
+            "{} (needed for {})",
+            self.capability.name(),
+            self.needed_for
+        )
     }
 }
 

@@ -121,7 +121,9 @@ pub fn auditctl(args: &[&str]) -> String {
 /// Ends any auditd not started by this harness; only one may hold the
 /// kernel's audit pid at a time.
 fn stop_running_auditd() {
-    let _ = Command::new("pkill").args(["-TERM", "-x", "auditd"]).status();
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-x", "auditd"])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let running = Command::new("pgrep")

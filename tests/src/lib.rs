@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod auditd;
 pub mod layout;
+pub mod rsyslog;
 
 /// Held while a test uses machine-wide state; released on drop.
 pub struct MachineLock {

@@ -1,36 +1,284 @@
-//! Per-sink buffering: a bounded memory queue, then an on-disk spool, so an
-//! alert accepted here is delivered at least once and in order.
+//! Per-sink buffering between the pipeline and the wire, so an alert
+//! accepted here is delivered at least once and in order per sink, across a
+//! receiver restart, a network outage, log rotation and a restart (or
+//! SIGKILL) of dockwatch itself.
+//!
+//! Syslog sinks get a disk spool and a delivery thread each (`delivery`,
+//! `spool`); `send` only appends to the spool, so a dead receiver never
+//! stalls the pipeline. Files and stdout are written directly: a local
+//! write is as cheap as spooling it would be.
+
+mod delivery;
+pub mod spool;
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::alert::Alert;
-use crate::config::ConfigError;
-use crate::sink::Sink;
+use crate::alert::{Alert, RuleRef, Severity};
+use crate::config::{Config, ConfigError};
+use crate::event::{Action, Detail, Event, Source};
+use crate::sink::file::FileSink;
+use crate::sink::{self, Target};
+use delivery::{Outbox, Plan};
+use spool::SpoolWriter;
 
 /// The `[outbox]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct OutboxConfig {}
+pub struct OutboxConfig {
+    /// Disk a syslog sink's spool may use; past it, new alerts are dropped
+    /// and counted (reported once delivery resumes).
+    pub spool_max_bytes: u64,
+    /// Size of one spool segment file.
+    pub segment_bytes: u64,
+    /// Bytes resent after a stream connection breaks, beyond what the kernel
+    /// still held unacknowledged: what a receiver may have had unread when
+    /// it went away.
+    pub resend_bytes: u64,
+    /// How long stopping may spend delivering what is queued.
+    pub shutdown_timeout_ms: u64,
+    /// Default size rotation of `file://` outputs (0: none); `?max_bytes=`.
+    pub file_max_bytes: u64,
+    /// Rotated generations kept (`alerts.jsonl.1` … `.N`); `?keep=`.
+    pub file_keep: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> OutboxConfig {
+        OutboxConfig {
+            spool_max_bytes: 256 << 20,
+            segment_bytes: 8 << 20,
+            resend_bytes: 256 << 10,
+            shutdown_timeout_ms: 5_000,
+            file_max_bytes: 0,
+            file_keep: 5,
+        }
+    }
+}
 
 /// Every configured output.
 pub struct Outputs {
-    sinks: Vec<Sink>,
+    sinks: Vec<Output>,
+    line: Vec<u8>,
+    shutdown_timeout: Duration,
+}
+
+enum Output {
+    Stdout,
+    File(FileSink),
+    Syslog(Outbox),
 }
 
 impl Outputs {
-    pub fn open(urls: &[String], _config: &crate::config::Config) -> Result<Outputs, ConfigError> {
-        let sinks = urls.iter().map(|u| Sink::open(u)).collect::<Result<_, _>>()?;
-        Ok(Outputs { sinks })
+    /// Opens every output; URL and spool problems are configuration errors.
+    pub fn open(urls: &[String], config: &Config) -> Result<Outputs, ConfigError> {
+        let host: Arc<str> = config.host_name().into();
+        let mut sinks = Vec::with_capacity(urls.len());
+        for url in urls {
+            let sink = match sink::parse_url(url, config)? {
+                Target::Stdout => Output::Stdout,
+                Target::File { path, rotation } => {
+                    Output::File(FileSink::open(&path, rotation).map_err(|e| {
+                        ConfigError::new(format!(
+                            "output {url:?}: cannot open {}: {e}",
+                            path.display()
+                        ))
+                    })?)
+                }
+                Target::Syslog {
+                    endpoint,
+                    framing,
+                    formatter,
+                } => {
+                    let dir = spool_dir(&config.state_dir, url);
+                    let lock = lock_spool(&dir).map_err(|e| {
+                        ConfigError::new(format!(
+                            "output {url:?}: cannot use the spool {}: {e}; set state_dir to a writable directory that no other dockwatch uses",
+                            dir.display()
+                        ))
+                    })?;
+                    let (writer, reader) = SpoolWriter::open(
+                        &dir,
+                        config.outbox.spool_max_bytes,
+                        config.outbox.segment_bytes.max(4096),
+                    )
+                    .map_err(|e| {
+                        ConfigError::new(format!(
+                            "output {url:?}: cannot open the spool {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                    let plan = Plan {
+                        name: url.clone(),
+                        endpoint,
+                        framing,
+                        formatter: Arc::new(formatter),
+                        resend_bytes: config.outbox.resend_bytes,
+                        host: host.clone(),
+                    };
+                    Output::Syslog(Outbox::start(plan, writer, reader, lock).map_err(|e| {
+                        ConfigError::new(format!("output {url:?}: cannot start delivery: {e}"))
+                    })?)
+                }
+            };
+            sinks.push(sink);
+        }
+        Ok(Outputs {
+            sinks,
+            line: Vec::with_capacity(1024),
+            shutdown_timeout: Duration::from_millis(config.outbox.shutdown_timeout_ms),
+        })
     }
 
     /// Accepts an alert for every sink; never blocks on delivery.
     pub fn send(&mut self, alert: &Alert) {
+        let mut json_ready = false;
         for sink in &mut self.sinks {
-            if let Err(e) = sink.deliver(alert) {
-                tracing::warn!("delivery failed: {e}");
+            match sink {
+                Output::Syslog(outbox) => outbox.send(alert),
+                Output::Stdout | Output::File(_) => {
+                    if !json_ready {
+                        self.line.clear();
+                        alert.write_json(&mut self.line);
+                        self.line.push(b'\n');
+                        json_ready = true;
+                    }
+                    if let Output::File(file) = sink {
+                        if let Err(e) = file.write_line(&self.line) {
+                            tracing::error!("cannot write alert to {}: {e}", file.path().display());
+                        }
+                    } else {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&self.line).and_then(|()| out.flush());
+                    }
+                }
             }
         }
     }
 
-    pub async fn shutdown(self) {}
+    /// After logrotate (SIGHUP): files are reopened at their paths and
+    /// syslog connections rebuilt.
+    pub fn reopen(&mut self) {
+        for sink in &mut self.sinks {
+            match sink {
+                Output::Stdout => {}
+                Output::File(file) => {
+                    if let Err(e) = file.reopen() {
+                        tracing::error!("cannot reopen {}: {e}", file.path().display());
+                    }
+                }
+                Output::Syslog(outbox) => outbox.reconnect(),
+            }
+        }
+    }
+
+    /// Whether every syslog sink has delivered all it accepted.
+    pub fn delivered(&self) -> bool {
+        self.sinks.iter().all(|s| match s {
+            Output::Syslog(outbox) => outbox.delivered(),
+            _ => true,
+        })
+    }
+
+    /// Waits up to `timeout` for [`Outputs::delivered`].
+    pub fn wait_delivered(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.delivered() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Delivers what can be delivered within `[outbox] shutdown_timeout_ms`;
+    /// the rest stays in the spool for the next start.
+    pub async fn shutdown(self) {
+        let _ = tokio::task::spawn_blocking(move || self.shutdown_blocking()).await;
+    }
+
+    /// [`Outputs::shutdown`] for callers without a runtime.
+    pub fn shutdown_blocking(self) {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let outboxes: Vec<Outbox> = self
+            .sinks
+            .into_iter()
+            .filter_map(|s| match s {
+                Output::Syslog(outbox) => Some(outbox),
+                _ => None,
+            })
+            .collect();
+        for outbox in &outboxes {
+            outbox.begin_shutdown(deadline);
+        }
+        for outbox in outboxes {
+            outbox.join();
+        }
+    }
+}
+
+/// The alert that reports drops by an outbox bound.
+pub fn dropped_alert(sink: &str, count: u64, host: Arc<str>) -> Alert {
+    let mut event = Event::new(Source::Monitor, Action::AlertsDropped);
+    event.detail = Detail::Dropped {
+        sink: sink.to_string(),
+        count,
+    };
+    let rule = Arc::new(RuleRef {
+        id: "dockwatch-alerts-dropped".into(),
+        name: "alerts dropped: an output's spool was full".into(),
+        severity: Severity::Warning,
+        tags: Vec::new(),
+    });
+    Alert::new(event, rule, host)
+}
+
+/// `<state_dir>/outbox/<url>`: one spool per destination, so changing the
+/// format or adding an output never mixes records.
+fn spool_dir(state_dir: &Path, url: &str) -> PathBuf {
+    let name: String = url
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect();
+    // FNV-1a keeps URLs that differ only in punctuation apart.
+    let hash = url.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    state_dir
+        .join("outbox")
+        .join(format!("{name}-{:08x}", hash as u32))
+}
+
+/// Takes `<dir>/lock`: two processes appending to one spool would
+/// interleave segment numbers.
+fn lock_spool(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(std::io::Error::other("another dockwatch process holds it"));
+        }
+        return Err(err);
+    }
+    Ok(file)
 }

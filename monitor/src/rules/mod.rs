@@ -1,14 +1,31 @@
 //! Rule files (YAML, one directory) → a validated, compiled matcher, and the
 //! watch set that the kernel probes and auditd need to see those paths.
+//!
+//! One source of truth: the same [`RuleSet`] answers "which rules does this
+//! event match" for the pipeline, "which paths must be watched" for the eBPF
+//! source, and "which audit rules" for `dockwatch rules auditctl`.
+//!
+//! A rule file may hold `lists` (named lists, used as `$name` in any list of
+//! values), `extend_lists`, `rules`, and `modify` (change a rule of this or an
+//! earlier file by id: disable it, change its severity, append paths,
+//! actions, tags or exceptions). Files load in name order.
 
+mod auditctl;
+mod load;
+mod locate;
+mod matcher;
+mod schema;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
-
-use crate::alert::{RuleRef, Severity};
+use crate::alert::RuleRef;
 use crate::config::ConfigError;
 use crate::event::{Action, Event};
+
+use load::RuleDef;
+use matcher::Matcher;
 
 /// One path the sources must watch, with audit's meaning: a file, or a
 /// directory and everything below it.
@@ -17,157 +34,151 @@ pub struct Watch {
     pub path: PathBuf,
     /// Actions of interest, as [`Action::bit`] masks.
     pub actions: u32,
-    /// Audit key (`-k`).
+    /// Audit key (`-k`): the id of the rule that wants this watch.
     pub key: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleFile {
-    rules: Vec<RuleSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleSpec {
-    id: String,
-    name: String,
-    #[serde(default)]
-    description: String,
-    severity: String,
-    #[serde(default)]
-    tags: Vec<String>,
-    paths: Vec<String>,
-    actions: Vec<String>,
-}
-
-struct Rule {
-    info: Arc<RuleRef>,
-    paths: Vec<Vec<u8>>,
-    actions: u32,
 }
 
 /// The compiled rules.
 pub struct RuleSet {
-    rules: Vec<Rule>,
+    defs: Vec<RuleDef>,
+    matcher: Matcher,
+    files: Vec<PathBuf>,
 }
 
 impl RuleSet {
     /// Loads every `*.yaml`/`*.yml` file of `dir`, in name order.
     pub fn load_dir(dir: &Path) -> Result<RuleSet, ConfigError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            ConfigError::in_file(dir, format!("cannot read the rules directory: {e}"))
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(ConfigError::in_file(
-                dir,
-                "no rule files (*.yaml) in the rules directory",
-            ));
-        }
-        let mut rules = Vec::new();
-        for file in &files {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| ConfigError::in_file(file, format!("cannot read: {e}")))?;
-            let parsed: RuleFile = serde_norway::from_str(&text).map_err(|e| match e.location() {
-                Some(loc) => ConfigError::at(file, loc.line(), loc.column(), e.to_string()),
-                None => ConfigError::in_file(file, e.to_string()),
-            })?;
-            for spec in parsed.rules {
-                rules.push(compile(file, spec)?);
-            }
-        }
-        Ok(RuleSet { rules })
+        let files = load::rule_files(dir)?;
+        RuleSet::load_files(files)
     }
 
-    /// Rules `event` matches, in file order.
+    /// Loads the given files, in this order.
+    pub fn load_files(files: Vec<PathBuf>) -> Result<RuleSet, ConfigError> {
+        let defs = load::load_files(&files)?;
+        let matcher = Matcher::new(&defs);
+        Ok(RuleSet {
+            defs,
+            matcher,
+            files,
+        })
+    }
+
+    /// Appends each enabled rule `event` matches, once each.
     pub fn matches<'a>(&'a self, event: &Event, out: &mut Vec<&'a Arc<RuleRef>>) {
-        for rule in &self.rules {
-            if rule.actions & event.action.bit() == 0 {
-                continue;
-            }
-            if event
-                .paths()
-                .any(|f| rule.paths.iter().any(|p| under(&f.path, p)))
-            {
-                out.push(&rule.info);
-            }
-        }
+        self.matcher.matches(event, out)
     }
 
-    /// Paths the sources must watch.
+    /// Number of enabled rules.
+    pub fn len(&self) -> usize {
+        self.matcher.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Paths the sources must watch, one per (path, rule), sorted by path.
+    /// Globs yield their literal directory: the sources watch it whole and
+    /// the matcher picks out what the glob names.
     pub fn watches(&self) -> Vec<Watch> {
-        self.rules
-            .iter()
-            .flat_map(|r| {
-                r.paths.iter().map(|p| Watch {
-                    path: PathBuf::from(String::from_utf8_lossy(p).into_owned()),
-                    actions: r.actions,
-                    key: r.info.id.clone(),
-                })
+        let mut merged: BTreeMap<(Vec<u8>, &str), u32> = BTreeMap::new();
+        for def in self.defs.iter().filter(|d| d.enabled) {
+            for pattern in &def.paths {
+                *merged
+                    .entry((pattern.root().to_vec(), def.info.id.as_str()))
+                    .or_default() |= def.actions;
+            }
+        }
+        merged
+            .into_iter()
+            .map(|((path, key), actions)| Watch {
+                path: PathBuf::from(
+                    <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path),
+                ),
+                actions,
+                key: key.to_string(),
             })
             .collect()
     }
 }
 
-fn compile(file: &Path, spec: RuleSpec) -> Result<Rule, ConfigError> {
-    let _ = &spec.description;
-    let severity = Severity::from_name(&spec.severity).ok_or_else(|| {
-        ConfigError::in_file(
-            file,
-            format!("rule {}: unknown severity {:?}", spec.id, spec.severity),
-        )
-    })?;
-    let mut actions = 0;
-    for name in &spec.actions {
-        let action = Action::from_name(name).ok_or_else(|| {
-            ConfigError::in_file(file, format!("rule {}: unknown action {name:?}", spec.id))
-        })?;
-        actions |= action.bit();
-    }
-    Ok(Rule {
-        info: Arc::new(RuleRef {
-            id: spec.id,
-            name: spec.name,
-            severity,
-            tags: spec.tags,
-        }),
-        paths: spec
-            .paths
-            .into_iter()
-            .map(|p| p.trim_end_matches('/').as_bytes().to_vec())
-            .collect(),
-        actions,
-    })
-}
-
-/// `path` is `watched` or lies below it.
-fn under(path: &[u8], watched: &[u8]) -> bool {
-    path.strip_prefix(watched)
-        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
-}
-
-/// `dockwatch rules lint|list|auditctl`.
+/// `dockwatch rules lint|list|auditctl`: returns the exit code.
 pub fn command(action: crate::cli::RulesAction, dir: &Path) -> anyhow::Result<u8> {
     let rules = RuleSet::load_dir(dir)?;
-    match action {
-        crate::cli::RulesAction::Lint => {
-            println!("{}: {} rules, no problems", dir.display(), rules.rules.len());
-        }
-        crate::cli::RulesAction::List => {
-            for rule in &rules.rules {
-                println!("{}\t{}\t{}", rule.info.id, rule.info.severity, rule.info.name);
-            }
-        }
-        crate::cli::RulesAction::Auditctl => {
-            for watch in rules.watches() {
-                println!("-w {} -p wa -k {}", watch.path.display(), watch.key);
-            }
+    let text = match action {
+        crate::cli::RulesAction::Lint => lint_summary(&rules, dir),
+        crate::cli::RulesAction::List => list(&rules),
+        crate::cli::RulesAction::Auditctl => auditctl::render(&rules.watches(), dir),
+    };
+    print!("{text}");
+    Ok(0)
+}
+
+fn lint_summary(rules: &RuleSet, dir: &Path) -> String {
+    let disabled = rules.defs.iter().filter(|d| !d.enabled).count();
+    format!(
+        "{}: {} files, {} rules ({} disabled), {} watched paths: no problems\n",
+        dir.display(),
+        rules.files.len(),
+        rules.defs.len(),
+        disabled,
+        rules.watches().len()
+    )
+}
+
+fn list(rules: &RuleSet) -> String {
+    let mut rows = vec![[
+        "ID".to_string(),
+        "SEVERITY".to_string(),
+        "STATE".to_string(),
+        "ACTIONS".to_string(),
+        "TAGS".to_string(),
+        "NAME".to_string(),
+    ]];
+    for def in &rules.defs {
+        let actions: Vec<&str> = Action::ALL
+            .iter()
+            .filter(|a| def.actions & a.bit() != 0)
+            .map(|a| a.as_str())
+            .collect();
+        rows.push([
+            def.info.id.clone(),
+            def.info.severity.to_string(),
+            if def.enabled { "enabled" } else { "disabled" }.to_string(),
+            actions.join(","),
+            def.info.tags.join(","),
+            def.info.name.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
         }
     }
-    Ok(0)
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for def in &rules.defs {
+        out.push_str(&format!("\n{} ({})\n", def.info.id, def.defined_at));
+        if !def.description.is_empty() {
+            out.push_str(&format!("  {}\n", def.description.trim()));
+        }
+        let paths: Vec<String> = def.paths.iter().map(|p| p.as_text()).collect();
+        out.push_str(&format!("  paths: {}\n", paths.join(" ")));
+        if !def.except.is_empty() {
+            out.push_str(&format!("  exceptions: {}\n", def.except.len()));
+        }
+    }
+    out
 }

@@ -1,0 +1,509 @@
+//! The outbox of one syslog sink: `send` writes the record to the spool and
+//! wakes a delivery thread, which reads the spool in order, sends, and
+//! reconnects with backoff when the receiver goes away.
+//!
+//! A write that succeeded on a socket is not proof of delivery: a receiver
+//! that restarts drops what sat unread in its socket buffer, and neither
+//! TCP nor a unix datagram socket tells the sender. So a sent record only
+//! becomes *confirmed* (and the spool cursor passes it) once enough has been
+//! sent after it that it cannot still sit in those buffers, or once the
+//! connection has been idle with nothing unacknowledged. After a failure the
+//! thread resends from the confirmed point: records may arrive twice, never
+//! zero times. The window is the kernel's count of unacknowledged bytes plus
+//! `resend_bytes` on stream sockets, `net.unix.max_dgram_qlen` records on
+//! unix datagram sockets, and nothing on UDP (which cannot know of any loss).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::spool::{Batch, Pos, SpoolReader, SpoolWriter};
+use crate::alert::Alert;
+use crate::sink::format::Formatter;
+use crate::sink::transport::{Connection, Endpoint, Framing};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often the spool is fsync'd while records come in.
+const SYNC_EVERY: Duration = Duration::from_millis(100);
+/// Idle time after which everything sent counts as received.
+const SETTLE: Duration = Duration::from_millis(200);
+/// Bytes read from the spool and sent in one go.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// What the sending side and the delivery thread share.
+struct Shared {
+    writer: Mutex<SpoolWriter>,
+    wake: Condvar,
+    stop: AtomicBool,
+    reconnect: AtomicBool,
+    deadline: Mutex<Option<Instant>>,
+    /// The delivery thread's confirmed position, for [`Outbox::delivered`].
+    confirmed: Mutex<Pos>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, SpoolWriter> {
+        // A panic while holding the lock leaves the spool consistent on
+        // disk; keep going rather than poison every later send.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How a delivery thread is set up.
+pub struct Plan {
+    pub name: String,
+    pub endpoint: Endpoint,
+    pub framing: Framing,
+    pub formatter: Arc<Formatter>,
+    pub resend_bytes: u64,
+    pub host: Arc<str>,
+}
+
+pub struct Outbox {
+    shared: Arc<Shared>,
+    formatter: Arc<Formatter>,
+    thread: Option<JoinHandle<()>>,
+    record: Vec<u8>,
+    scratch: Vec<u8>,
+    name: String,
+    _lock: std::fs::File,
+}
+
+impl Outbox {
+    /// `lock` is the spool's flock, held until [`Outbox::join`].
+    pub fn start(
+        plan: Plan,
+        writer: SpoolWriter,
+        reader: SpoolReader,
+        lock: std::fs::File,
+    ) -> std::io::Result<Outbox> {
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(writer),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            reconnect: AtomicBool::new(false),
+            deadline: Mutex::new(None),
+            confirmed: Mutex::new(reader.position()),
+        });
+        let formatter = plan.formatter.clone();
+        let name = plan.name.clone();
+        let thread = std::thread::Builder::new()
+            .name("dockwatch-sink".into())
+            .spawn({
+                let shared = shared.clone();
+                move || Delivery::new(plan, shared, reader).run()
+            })?;
+        Ok(Outbox {
+            shared,
+            formatter,
+            thread: Some(thread),
+            record: Vec::with_capacity(1024),
+            scratch: Vec::with_capacity(1024),
+            name,
+            _lock: lock,
+        })
+    }
+
+    /// Spools the alert and wakes the delivery thread; never waits for the
+    /// receiver.
+    pub fn send(&mut self, alert: &Alert) {
+        self.record.clear();
+        self.formatter.write(alert, &mut self.record);
+        let mut writer = self.shared.lock();
+        match writer.append(&self.record, &mut self.scratch) {
+            Ok(_) => {}
+            Err(e) => {
+                writer.dropped += 1;
+                tracing::warn!(
+                    sink = self.name.as_str(),
+                    "cannot write the spool, alert dropped: {e}"
+                );
+            }
+        }
+        drop(writer);
+        self.shared.wake.notify_one();
+    }
+
+    /// Drops the connection and connects again (SIGHUP).
+    pub fn reconnect(&self) {
+        self.shared.reconnect.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+    }
+
+    /// Whether every spooled record is confirmed delivered.
+    pub fn delivered(&self) -> bool {
+        let end = self.shared.lock().end();
+        let confirmed = *self
+            .shared
+            .confirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        confirmed >= end
+    }
+
+    /// Asks the thread to deliver what it can before `deadline`, then stop.
+    pub fn begin_shutdown(&self, deadline: Instant) {
+        *self
+            .shared
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+    }
+
+    /// Waits for the thread after [`Outbox::begin_shutdown`].
+    pub fn join(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Delivery {
+    plan: Plan,
+    shared: Arc<Shared>,
+    reader: SpoolReader,
+    conn: Option<Connection>,
+    batch: Batch,
+    /// End position and running totals after each batch not yet confirmed.
+    inflight: VecDeque<(Pos, u64, u64)>,
+    sent_bytes: u64,
+    sent_records: u64,
+    confirmed: Pos,
+    dgram_window: u64,
+    failing_since: Option<Instant>,
+    next_attempt: Instant,
+    backoff: Duration,
+    last_sync: Instant,
+    idle_since: Instant,
+}
+
+impl Delivery {
+    fn new(plan: Plan, shared: Arc<Shared>, reader: SpoolReader) -> Delivery {
+        let dgram_window = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(512);
+        let now = Instant::now();
+        Delivery {
+            confirmed: reader.position(),
+            plan,
+            shared,
+            reader,
+            conn: None,
+            batch: Batch::default(),
+            inflight: VecDeque::new(),
+            sent_bytes: 0,
+            sent_records: 0,
+            dgram_window,
+            failing_since: None,
+            next_attempt: now,
+            backoff: BACKOFF_MIN,
+            last_sync: now,
+            idle_since: now,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let stopping = self.shared.stop.load(Ordering::Relaxed);
+            let deadline = *self
+                .shared
+                .deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if stopping && deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            if self.shared.reconnect.swap(false, Ordering::Relaxed) {
+                if let Some(conn) = self.conn.take() {
+                    // A polite close delivers what was written.
+                    conn.close();
+                    self.confirm_all();
+                }
+                self.next_attempt = Instant::now();
+            }
+            self.housekeeping();
+            if self.conn.is_none() {
+                if Instant::now() < self.next_attempt {
+                    if stopping && self.nothing_pending() {
+                        break;
+                    }
+                    self.wait(self.next_attempt);
+                    continue;
+                }
+                if !self.connect() {
+                    if stopping && self.nothing_pending() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let end = self.shared.lock().end();
+            if let Err(e) = self.reader.read(end, BATCH_BYTES, &mut self.batch) {
+                tracing::error!(sink = self.plan.name.as_str(), "cannot read the spool: {e}");
+                self.wait(Instant::now() + BACKOFF_MAX);
+                continue;
+            }
+            if self.batch.is_empty() {
+                if self.settle() && stopping {
+                    break;
+                }
+                self.wait(Instant::now() + SETTLE);
+                continue;
+            }
+            self.deliver_batch();
+        }
+        self.finish();
+    }
+
+    /// Whether every spooled record is at least sent.
+    fn nothing_pending(&self) -> bool {
+        self.shared.lock().end() <= self.reader.position()
+    }
+
+    fn connect(&mut self) -> bool {
+        match Connection::connect(&self.plan.endpoint, self.plan.framing) {
+            Ok(conn) => {
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(
+                        sink = self.plan.name.as_str(),
+                        "reconnected after {:.1?}; sending the spooled alerts",
+                        since.elapsed()
+                    );
+                }
+                self.conn = Some(conn);
+                self.backoff = BACKOFF_MIN;
+                true
+            }
+            Err(e) => {
+                self.failed(&e);
+                false
+            }
+        }
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        if self.failing_since.is_none() {
+            tracing::warn!(
+                sink = self.plan.name.as_str(),
+                "syslog receiver unreachable ({e}); alerts are spooled and will be resent"
+            );
+            self.failing_since = Some(Instant::now());
+        } else {
+            tracing::debug!(sink = self.plan.name.as_str(), "reconnect failed: {e}");
+        }
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    fn deliver_batch(&mut self) {
+        let conn = self.conn.as_mut().expect("connected before sending");
+        match conn.send(self.batch.iter()) {
+            Ok(skipped) => {
+                self.sent_bytes += self.batch.bytes();
+                self.sent_records += self.batch.records.len() as u64;
+                self.inflight
+                    .push_back((self.batch.end, self.sent_bytes, self.sent_records));
+                self.idle_since = Instant::now();
+                self.advance_confirmed();
+                if skipped > 0 {
+                    self.shared.lock().dropped += skipped;
+                }
+                self.report_dropped();
+            }
+            Err(e) => {
+                self.conn = None;
+                // Resend everything not yet confirmed.
+                self.inflight.clear();
+                self.reader.seek(self.confirmed);
+                self.failed(&e);
+                // The first retry is immediate: a receiver restart is
+                // usually over by the time the error shows.
+                self.next_attempt = Instant::now();
+            }
+        }
+    }
+
+    /// Moves the confirmed point past batches that can no longer be sitting
+    /// unread in a receiver's buffers.
+    fn advance_confirmed(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        let mut newest = None;
+        if conn.is_fire_and_forget() {
+            newest = self.inflight.back().map(|e| e.0);
+            self.inflight.clear();
+        } else if conn.is_datagram() {
+            while let Some(&(pos, _, records)) = self.inflight.front() {
+                if self.sent_records - records < self.dgram_window {
+                    break;
+                }
+                newest = Some(pos);
+                self.inflight.pop_front();
+            }
+        } else {
+            let window = conn.unacked_bytes().unwrap_or(0) as u64 + self.plan.resend_bytes;
+            while let Some(&(pos, bytes, _)) = self.inflight.front() {
+                if self.sent_bytes - bytes < window {
+                    break;
+                }
+                newest = Some(pos);
+                self.inflight.pop_front();
+            }
+        }
+        if let Some(pos) = newest {
+            self.set_confirmed(pos);
+        }
+    }
+
+    /// When nothing is left to send: confirm everything once the connection
+    /// has been quiet with nothing unacknowledged. Returns whether all is
+    /// confirmed.
+    fn settle(&mut self) -> bool {
+        if self.inflight.is_empty() {
+            return true;
+        }
+        let quiet = self.idle_since.elapsed() >= SETTLE;
+        let drained = self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.unacked_bytes().unwrap_or(0) == 0);
+        if quiet && drained {
+            self.confirm_all();
+            return true;
+        }
+        false
+    }
+
+    fn confirm_all(&mut self) {
+        if let Some(&(pos, _, _)) = self.inflight.back() {
+            self.inflight.clear();
+            self.set_confirmed(pos);
+        }
+    }
+
+    fn set_confirmed(&mut self, pos: Pos) {
+        self.confirmed = pos;
+        *self
+            .shared
+            .confirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = pos;
+        match self.reader.commit(pos) {
+            Ok(0) => {}
+            Ok(freed) => {
+                let mut writer = self.shared.lock();
+                writer.total = writer.total.saturating_sub(freed);
+            }
+            Err(e) => tracing::warn!(
+                sink = self.plan.name.as_str(),
+                "cannot update the spool cursor: {e}"
+            ),
+        }
+    }
+
+    /// Once delivery works again and the spool has room, what the cap
+    /// refused becomes an alert of its own, in order with the rest.
+    fn report_dropped(&mut self) {
+        let mut writer = self.shared.lock();
+        if writer.dropped == 0 || !writer.has_room() {
+            return;
+        }
+        let count = std::mem::take(&mut writer.dropped);
+        let alert = super::dropped_alert(&self.plan.name, count, self.plan.host.clone());
+        let mut record = Vec::new();
+        self.plan.formatter.write(&alert, &mut record);
+        let mut scratch = Vec::new();
+        if !matches!(writer.append(&record, &mut scratch), Ok(true)) {
+            writer.dropped += count;
+        } else {
+            tracing::warn!(
+                sink = self.plan.name.as_str(),
+                count,
+                "alerts were dropped while the spool was full"
+            );
+        }
+    }
+
+    /// fsync of the spool in batches.
+    fn housekeeping(&mut self) {
+        if self.last_sync.elapsed() < SYNC_EVERY {
+            return;
+        }
+        self.last_sync = Instant::now();
+        let handle = {
+            let mut writer = self.shared.lock();
+            if !writer.unsynced {
+                return;
+            }
+            writer.sync_handle()
+        };
+        if let Err(e) = handle.and_then(|f| f.sync_data()) {
+            tracing::warn!(
+                sink = self.plan.name.as_str(),
+                "cannot fsync the spool: {e}"
+            );
+        }
+        let _ = self.reader.sync_cursor();
+    }
+
+    /// Sleeps until `until`, new records, a stop or a reconnect request,
+    /// whichever is first (at most [`SYNC_EVERY`], for the fsync).
+    fn wait(&self, until: Instant) {
+        let until = until.min(Instant::now() + SYNC_EVERY);
+        let position = self.reader.position();
+        let mut writer = self.shared.lock();
+        while writer.end() <= position
+            && !self.shared.stop.load(Ordering::Relaxed)
+            && !self.shared.reconnect.load(Ordering::Relaxed)
+        {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            writer = self
+                .shared
+                .wake
+                .wait_timeout(writer, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Last words: what is confirmed is recorded, the rest stays spooled for
+    /// the next start.
+    fn finish(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let deadline = *self
+                .shared
+                .deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // Give the kernel the bounded time left to hand over the tail.
+            while conn.unacked_bytes().unwrap_or(0) > 0
+                && deadline.is_some_and(|d| Instant::now() < d)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let drained = conn.unacked_bytes().unwrap_or(0) == 0;
+            conn.close();
+            if drained {
+                self.confirm_all();
+            }
+        }
+        self.last_sync = Instant::now() - SYNC_EVERY;
+        self.housekeeping();
+        let _ = self.reader.sync_cursor();
+        let left = self.shared.lock().end() > self.confirmed;
+        if left {
+            tracing::warn!(
+                sink = self.plan.name.as_str(),
+                "stopping with undelivered alerts; they stay spooled and are sent at the next start"
+            );
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! One audit record, parsed in place: its type, its event id and the
+//! `key=value` fields of its body.
+//!
+//! The same parser serves audit.log lines (`type=SYSCALL msg=audit(…): …`,
+//! RAW or ENRICHED) and netlink payloads (`audit(…): …`, the type in the
+//! message header). Nothing is copied and nothing allocated here: values are
+//! slices of the input, and decoding the kernel's encodings (quoted, hex,
+//! `(null)`) happens only for the fields someone asks for, straight into the
+//! caller's buffer.
+
+use std::fmt;
+
+use memchr::memchr;
+
+use crate::event::AuditId;
+
+/// Separates the raw fields from the interpreted ones in ENRICHED logs.
+pub const ENRICHED_SEPARATOR: u8 = 0x1d;
+
+/// An audit record type (linux/audit.h numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordType(pub u16);
+
+macro_rules! record_types {
+    ($($name:ident = $code:literal),* $(,)?) => {
+        impl RecordType {
+            $(pub const $name: RecordType = RecordType($code);)*
+
+            /// The type named as audit.log names it (`SYSCALL`,
+            /// `UNKNOWN[1337]`); `None` for a name we do not know.
+            pub fn from_name(name: &[u8]) -> Option<RecordType> {
+                // The records of syscall events first: they are most lines.
+                match name {
+                    b"PATH" => return Some(RecordType::PATH),
+                    b"SYSCALL" => return Some(RecordType::SYSCALL),
+                    b"CWD" => return Some(RecordType::CWD),
+                    b"PROCTITLE" => return Some(RecordType::PROCTITLE),
+                    _ => {}
+                }
+                match name {
+                    $(n if n == stringify!($name).as_bytes() => Some(RecordType($code)),)*
+                    _ => {
+                        let code = name.strip_prefix(b"UNKNOWN[")?.strip_suffix(b"]")?;
+                        parse_dec(code).and_then(|c| u16::try_from(c).ok()).map(RecordType)
+                    }
+                }
+            }
+
+            pub fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $($code => Some(stringify!($name)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+record_types! {
+    USER = 1005,
+    LOGIN = 1006,
+    USER_AUTH = 1100,
+    USER_ACCT = 1101,
+    USER_MGMT = 1102,
+    CRED_ACQ = 1103,
+    CRED_DISP = 1104,
+    USER_START = 1105,
+    USER_END = 1106,
+    USER_CHAUTHTOK = 1108,
+    USER_ERR = 1109,
+    CRED_REFR = 1110,
+    USYS_CONFIG = 1111,
+    USER_LOGIN = 1112,
+    USER_LOGOUT = 1113,
+    ADD_USER = 1114,
+    DEL_USER = 1115,
+    ADD_GROUP = 1116,
+    DEL_GROUP = 1117,
+    USER_CMD = 1123,
+    SERVICE_START = 1130,
+    SERVICE_STOP = 1131,
+    DAEMON_START = 1200,
+    DAEMON_END = 1201,
+    DAEMON_ABORT = 1202,
+    DAEMON_CONFIG = 1203,
+    DAEMON_RECONFIG = 1204,
+    DAEMON_ROTATE = 1205,
+    DAEMON_RESUME = 1206,
+    DAEMON_ACCEPT = 1207,
+    DAEMON_CLOSE = 1208,
+    DAEMON_ERR = 1209,
+    SYSCALL = 1300,
+    PATH = 1302,
+    IPC = 1303,
+    SOCKETCALL = 1304,
+    CONFIG_CHANGE = 1305,
+    SOCKADDR = 1306,
+    CWD = 1307,
+    EXECVE = 1309,
+    IPC_SET_PERM = 1311,
+    MQ_OPEN = 1312,
+    MQ_SENDRECV = 1313,
+    MQ_NOTIFY = 1314,
+    MQ_GETSETATTR = 1315,
+    KERNEL_OTHER = 1316,
+    FD_PAIR = 1317,
+    OBJ_PID = 1318,
+    TTY = 1319,
+    EOE = 1320,
+    BPRM_FCAPS = 1321,
+    CAPSET = 1322,
+    MMAP = 1323,
+    NETFILTER_PKT = 1324,
+    NETFILTER_CFG = 1325,
+    SECCOMP = 1326,
+    PROCTITLE = 1327,
+    FEATURE_CHANGE = 1328,
+    REPLACE = 1329,
+    KERN_MODULE = 1330,
+    FANOTIFY = 1331,
+    TIME_INJOFFSET = 1332,
+    TIME_ADJNTPVAL = 1333,
+    BPF = 1334,
+    EVENT_LISTENER = 1335,
+    URINGOP = 1336,
+    OPENAT2 = 1337,
+    DM_CTRL = 1338,
+    DM_EVENT = 1339,
+    AVC = 1400,
+    ANOM_PROMISCUOUS = 1700,
+    ANOM_ABEND = 1701,
+    ANOM_LINK = 1702,
+    ANOM_CREAT = 1703,
+}
+
+impl RecordType {
+    /// Records auditd writes about itself: they carry auditd's own serials,
+    /// not the kernel's, so they say nothing about kernel serial gaps.
+    pub fn is_daemon(self) -> bool {
+        (1200..1300).contains(&self.0)
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "UNKNOWN[{}]", self.0),
+        }
+    }
+}
+
+/// One record, borrowed from the line or payload it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub kind: RecordType,
+    pub id: AuditId,
+    /// The `key=value` fields as the kernel (or auditd) wrote them.
+    pub body: &'a [u8],
+    /// ENRICHED format: auditd's interpretations after 0x1d (`SYSCALL=openat
+    /// AUID="unset" …`); empty in RAW logs and netlink payloads.
+    pub enriched: &'a [u8],
+}
+
+/// Why a line is not an audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// No `type=` at the start.
+    NoType,
+    /// A record type name that is neither known nor `UNKNOWN[n]`.
+    UnknownTypeName,
+    /// No `msg=audit(` after the type.
+    NoHeader,
+    /// `audit(seconds.millis:serial)` is malformed.
+    BadId,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParseError::NoType => "not an audit record (no `type=` at the start)",
+            ParseError::UnknownTypeName => "record type is neither a known name nor UNKNOWN[n]",
+            ParseError::NoHeader => "no `msg=audit(...)` header after the type",
+            ParseError::BadId => "malformed event id in `audit(seconds.millis:serial)`",
+        })
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl<'a> Record<'a> {
+    /// Parses one audit.log line (without its newline).
+    pub fn parse_line(line: &'a [u8]) -> Result<Record<'a>, ParseError> {
+        let rest = line.strip_prefix(b"type=").ok_or(ParseError::NoType)?;
+        let end = memchr(b' ', rest).ok_or(ParseError::NoHeader)?;
+        let kind = RecordType::from_name(&rest[..end]).ok_or(ParseError::UnknownTypeName)?;
+        let rest = rest[end + 1..]
+            .strip_prefix(b"msg=")
+            .ok_or(ParseError::NoHeader)?;
+        Record::parse_payload(kind, rest)
+    }
+
+    /// Parses a netlink payload (`audit(…): fields`) of type `kind`.
+    pub fn parse_payload(kind: RecordType, payload: &'a [u8]) -> Result<Record<'a>, ParseError> {
+        // Netlink payloads may end in NULs and a newline.
+        let payload = trim_end(payload);
+        let rest = payload
+            .strip_prefix(b"audit(")
+            .ok_or(ParseError::NoHeader)?;
+        let close = memchr(b')', rest).ok_or(ParseError::BadId)?;
+        let id = parse_id(&rest[..close]).ok_or(ParseError::BadId)?;
+        let rest = &rest[close + 1..];
+        let rest = rest.strip_prefix(b":").unwrap_or(rest);
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        let (body, enriched) = match memchr(ENRICHED_SEPARATOR, rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &b""[..]),
+        };
+        Ok(Record {
+            kind,
+            id,
+            body,
+            enriched,
+        })
+    }
+
+    /// The body's fields, in order.
+    pub fn fields(&self) -> Fields<'a> {
+        Fields::new(self.body)
+    }
+
+    /// The first body field named `key`.
+    pub fn field(&self, key: &[u8]) -> Option<&'a [u8]> {
+        self.fields().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The first enriched field named `key` (`SYSCALL`, `AUID`, …).
+    pub fn enriched_field(&self, key: &[u8]) -> Option<&'a [u8]> {
+        Fields::new(self.enriched)
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+fn trim_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\0' | b'\n' | b' '] = s {
+        s = rest;
+    }
+    s
+}
+
+/// `1795869685.242:59` → id.
+fn parse_id(s: &[u8]) -> Option<AuditId> {
+    let dot = memchr(b'.', s)?;
+    let colon = dot + 1 + memchr(b':', &s[dot + 1..])?;
+    let millis = &s[dot + 1..colon];
+    if millis.is_empty() || millis.len() > 3 {
+        return None;
+    }
+    Some(AuditId {
+        secs: parse_dec(&s[..dot])?,
+        millis: parse_dec(millis)? as u32,
+        serial: parse_dec(&s[colon + 1..])?,
+    })
+}
+
+/// Iterator over `key=value` pairs separated by spaces.
+///
+/// Values are raw: `"quoted"`, hex, `(null)` or plain. Userspace records wrap
+/// their own fields in `msg='…'`; those are flattened into the same stream.
+/// Tokens without `=` are skipped: they occur in hand-written records and
+/// in garbage, and must not stop the fields after them.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(body: &'a [u8]) -> Fields<'a> {
+        Fields { rest: body }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    // Fields are short (a few bytes each), so plain byte loops beat memchr
+    // calls here; this is the innermost loop of every replay.
+    fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let bytes = self.rest;
+        let mut i = 0;
+        loop {
+            while i < bytes.len() && bytes[i] == b' ' {
+                i += 1;
+            }
+            if i == bytes.len() {
+                self.rest = &bytes[i..];
+                return None;
+            }
+            let key_start = i;
+            while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b' ' {
+                i += 1;
+            }
+            if i == bytes.len() || bytes[i] == b' ' {
+                // A token without `=`: skip it.
+                continue;
+            }
+            let key = &bytes[key_start..i];
+            i += 1;
+            match bytes.get(i) {
+                Some(b'\'') => {
+                    // msg='op=… res=success': descend into the nested fields.
+                    i += 1;
+                    continue;
+                }
+                Some(b'"') => {
+                    let value_start = i;
+                    i = memchr(b'"', &bytes[i + 1..]).map_or(bytes.len(), |q| i + q + 2);
+                    self.rest = &bytes[i..];
+                    return Some((key, &bytes[value_start..i]));
+                }
+                _ => {
+                    let value_start = i;
+                    while i < bytes.len() && bytes[i] != b' ' {
+                        i += 1;
+                    }
+                    self.rest = &bytes[i..];
+                    return Some((key, strip_quote_close(&bytes[value_start..i])));
+                }
+            }
+        }
+    }
+}
+
+/// Drops the `'` that closes a `msg='…'` group from its last value.
+fn strip_quote_close(value: &[u8]) -> &[u8] {
+    value.strip_suffix(b"'").unwrap_or(value)
+}
+
+/// Decodes an encoded string field (`name`, `cwd`, `exe`, `comm`,
+/// `proctitle`, `key`, EXECVE arguments): `"text"` as is, hex digits
+/// decoded, `(null)`/`(none)` absent. Appends to `out` and returns whether a
+/// value was present.
+pub fn decode_str_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    match raw {
+        [b'"', inner @ .., b'"'] => {
+            out.extend_from_slice(inner);
+            true
+        }
+        [b'"', inner @ ..] => {
+            // Truncated line: keep what is there.
+            out.extend_from_slice(inner);
+            true
+        }
+        b"(null)" | b"(none)" | b"" => false,
+        _ if raw.len().is_multiple_of(2) => {
+            let start = out.len();
+            out.reserve(raw.len() / 2);
+            for pair in raw.chunks_exact(2) {
+                let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+                if (hi | lo) & 0xf0 != 0 {
+                    // Not hex after all (`?`, a bare word): keep it as is.
+                    out.truncate(start);
+                    out.extend_from_slice(raw);
+                    return true;
+                }
+                out.push(hi << 4 | lo);
+            }
+            true
+        }
+        _ => {
+            out.extend_from_slice(raw);
+            true
+        }
+    }
+}
+
+/// Hex digit values; 0xff for anything that is not one.
+static HEX_VALUE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = match i as u8 {
+            b @ b'0'..=b'9' => b - b'0',
+            b @ b'a'..=b'f' => b - b'a' + 10,
+            b @ b'A'..=b'F' => b - b'A' + 10,
+            _ => 0xff,
+        };
+        i += 1;
+    }
+    table
+};
+
+fn hex_val(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    }
+}
+
+/// A decimal unsigned number.
+pub fn parse_dec(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(d as u64)?;
+    }
+    Some(v)
+}
+
+/// A decimal number that may be negative (`exit=-13`).
+pub fn parse_signed(s: &[u8]) -> Option<i64> {
+    match s.strip_prefix(b"-") {
+        Some(digits) => parse_dec(digits)
+            .and_then(|v| i64::try_from(v).ok())
+            .map(|v| -v),
+        None => parse_dec(s).and_then(|v| i64::try_from(v).ok()),
+    }
+}
+
+/// A hex number without prefix (`a2=941`, `arch=c000003e`).
+pub fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_hexdigit() {
+            return None;
+        }
+        v = v << 4 | hex_val(b) as u64;
+    }
+    Some(v)
+}
+
+/// An octal number (`mode=0100600`).
+pub fn parse_oct(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 11 {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 7 {
+            return None;
+        }
+        v = v.checked_mul(8)?.checked_add(d as u32)?;
+    }
+    Some(v)
+}
+
+/// An id field: `4294967295` (unset) is absent.
+pub fn parse_id_field(s: &[u8]) -> Option<u32> {
+    parse_dec(s)
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|&v| v != u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYSCALL: &[u8] = b"type=SYSCALL msg=audit(1795869685.242:59): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=7ffc55d41a02 a2=941 a3=1b6 items=1 ppid=16732 pid=16776 auid=4294967295 uid=0 comm=\"touch\" exe=\"/usr/bin/touch\" key=\"docker\"\x1dARCH=x86_64 SYSCALL=openat AUID=\"unset\"";
+
+    #[test]
+    fn parses_an_enriched_line() {
+        let r = Record::parse_line(SYSCALL).unwrap();
+        assert_eq!(r.kind, RecordType::SYSCALL);
+        assert_eq!(
+            r.id,
+            AuditId {
+                secs: 1795869685,
+                millis: 242,
+                serial: 59
+            }
+        );
+        assert_eq!(r.field(b"syscall"), Some(&b"257"[..]));
+        assert_eq!(r.field(b"key"), Some(&b"\"docker\""[..]));
+        assert_eq!(r.enriched_field(b"SYSCALL"), Some(&b"openat"[..]));
+        assert_eq!(r.fields().count(), 16);
+    }
+
+    #[test]
+    fn parses_a_netlink_payload() {
+        let r = Record::parse_payload(RecordType::CWD, b"audit(1.005:7): cwd=\"/\"\0").unwrap();
+        assert_eq!(r.id.millis, 5);
+        assert_eq!(r.field(b"cwd"), Some(&b"\"/\""[..]));
+    }
+
+    #[test]
+    fn unknown_types_are_kept_by_number() {
+        let r = Record::parse_line(b"type=UNKNOWN[1999] msg=audit(1.000:1): x=1").unwrap();
+        assert_eq!(r.kind, RecordType(1999));
+        assert_eq!(r.kind.to_string(), "UNKNOWN[1999]");
+        assert_eq!(
+            Record::parse_line(b"type=BOGUS msg=audit(1.000:1): x=1"),
+            Err(ParseError::UnknownTypeName)
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_record() {
+        assert_eq!(Record::parse_line(b"root:x:0:0"), Err(ParseError::NoType));
+        assert_eq!(
+            Record::parse_line(b"type=CWD msg=audit(1.0x:1): cwd=\"/\""),
+            Err(ParseError::BadId)
+        );
+        assert_eq!(
+            Record::parse_line(b"type=CWD msg=audit(17958"),
+            Err(ParseError::BadId)
+        );
+    }
+
+    #[test]
+    fn flattens_userspace_msg_groups() {
+        let body = b"pid=1 uid=0 msg='op=PAM:session_close acct=\"root\" res=success'";
+        let fields: Vec<_> = Fields::new(body).collect();
+        assert_eq!(
+            fields,
+            vec![
+                (&b"pid"[..], &b"1"[..]),
+                (&b"uid"[..], &b"0"[..]),
+                (&b"op"[..], &b"PAM:session_close"[..]),
+                (&b"acct"[..], &b"\"root\""[..]),
+                (&b"res"[..], &b"success"[..]),
+            ]
+        );
+    }
+
+    #[test]
+    fn decodes_encoded_strings() {
+        let mut out = Vec::new();
+        assert!(decode_str_into(b"746F756368002F6574", &mut out));
+        assert_eq!(out, b"touch\0/et");
+        out.clear();
+        assert!(!decode_str_into(b"(null)", &mut out));
+        assert!(!decode_str_into(b"(none)", &mut out));
+        assert!(decode_str_into(b"\"/etc/docker/\"", &mut out));
+        assert_eq!(out, b"/etc/docker/");
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_signed(b"-13"), Some(-13));
+        assert_eq!(parse_hex(b"c000003e"), Some(0xc000003e));
+        assert_eq!(parse_oct(b"0100600"), Some(0o100600));
+        assert_eq!(parse_id_field(b"4294967295"), None);
+        assert_eq!(parse_dec(b"99999999999999999999999"), None);
+    }
+}

@@ -1,0 +1,755 @@
+//! A complete group of records → one [`Event`].
+//!
+//! This is where audit's vocabulary becomes dockwatch's: syscall numbers
+//! become actions, PATH items become absolute paths (joined with CWD or
+//! their PARENT item), a rename becomes a source and a target, PROCTITLE and
+//! EXECVE become a command line, CONFIG_CHANGE and DAEMON_END become
+//! `audit_config` events naming who changed audit.
+//!
+//! Every string of one event is decoded into a single buffer that is then
+//! frozen and sliced, so an event costs one allocation for all its bytes.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::event::{Action, AuditId, Detail, Event, FileRef, Outcome, Process, Source};
+
+use super::group::Group;
+use super::record::{
+    decode_str_into, parse_dec, parse_hex, parse_id_field, parse_oct, parse_signed, Fields, Record,
+    RecordType,
+};
+use super::syscalls::{self, Kind};
+
+/// Inode → path memory, for events that name a file only by descriptor
+/// (`fchown(fd)`, `write(fd)`: `name=(null)`).
+const INODE_CACHE: usize = 1024;
+
+/// PATH items looked at per event; more are counted but not resolved.
+const MAX_ITEMS: usize = 16;
+
+/// Turns groups into events; remembers recent inode paths across events.
+#[derive(Default)]
+pub struct Translator {
+    inodes: HashMap<(u64, u64), Bytes>,
+    scratch: Scratch,
+}
+
+/// Decoding buffers reused from event to event.
+#[derive(Default)]
+struct Scratch {
+    cwd: Vec<u8>,
+    name: Vec<u8>,
+    dir: Vec<u8>,
+}
+
+impl Scratch {
+    /// Decodes the CWD record's value; false when there is none.
+    fn load_cwd(&mut self, raw: Option<&[u8]>) -> bool {
+        self.cwd.clear();
+        raw.is_some_and(|raw| decode_str_into(raw, &mut self.cwd))
+    }
+
+    fn cwd(&self, present: bool) -> Option<&[u8]> {
+        present.then_some(self.cwd.as_slice())
+    }
+
+    /// PATH item `index` as a file: its name made absolute, or the path an
+    /// earlier event gave its inode when the name is `(null)`.
+    fn file_ref(
+        &mut self,
+        inodes: &HashMap<(u64, u64), Bytes>,
+        arena: &mut Arena,
+        items: &[Item<'_>],
+        index: usize,
+        has_cwd: bool,
+    ) -> PendingFile {
+        let item = &items[index];
+        self.name.clear();
+        let named = item
+            .name
+            .is_some_and(|raw| decode_str_into(raw, &mut self.name));
+        let path = if named {
+            self.dir.clear();
+            let has_dir = parent_dir(items, index, &self.name)
+                .is_some_and(|raw| decode_str_into(raw, &mut self.dir));
+            let dir = has_dir.then_some(self.dir.as_slice());
+            PathSource::Arena(arena.path(&self.name, dir, self.cwd(has_cwd)))
+        } else {
+            match (item.dev, item.inode) {
+                (Some(dev), Some(ino)) => inodes
+                    .get(&(dev, ino))
+                    .map_or(PathSource::Arena(0..0), |known| {
+                        PathSource::Known(known.clone())
+                    }),
+                _ => PathSource::Arena(0..0),
+            }
+        };
+        PendingFile {
+            path,
+            inode: item.inode,
+            dev: item.dev,
+            mode: item.mode,
+            uid: item.ouid,
+            gid: item.ogid,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum NameType {
+    #[default]
+    Normal,
+    Parent,
+    Create,
+    Delete,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Item<'a> {
+    name: Option<&'a [u8]>,
+    nametype: NameType,
+    inode: Option<u64>,
+    dev: Option<u64>,
+    mode: Option<u32>,
+    ouid: Option<u32>,
+    ogid: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Syscall<'a> {
+    arch: u64,
+    nr: Option<u64>,
+    /// ENRICHED logs' `SYSCALL=` name, for architectures not tabled.
+    enriched: &'a [u8],
+    success: Option<bool>,
+    exit: Option<i64>,
+    args: [Option<u64>; 4],
+    process: RawProcess<'a>,
+    key: Option<&'a [u8]>,
+}
+
+#[derive(Debug, Default)]
+struct RawProcess<'a> {
+    pid: Option<u32>,
+    ppid: Option<u32>,
+    uid: Option<u32>,
+    euid: Option<u32>,
+    gid: Option<u32>,
+    auid: Option<u32>,
+    comm: Option<&'a [u8]>,
+    exe: Option<&'a [u8]>,
+}
+
+impl<'a> RawProcess<'a> {
+    fn take(&mut self, key: &[u8], value: &'a [u8]) -> bool {
+        match key {
+            b"pid" => self.pid = parse_dec(value).and_then(|v| u32::try_from(v).ok()),
+            b"ppid" => self.ppid = parse_dec(value).and_then(|v| u32::try_from(v).ok()),
+            b"uid" => self.uid = parse_id_field(value),
+            b"euid" => self.euid = parse_id_field(value),
+            b"gid" => self.gid = parse_id_field(value),
+            b"auid" => self.auid = parse_id_field(value),
+            b"comm" => self.comm = Some(value),
+            b"exe" => self.exe = Some(value),
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// The records of a group that matter, borrowed from it.
+#[derive(Default)]
+struct Parts<'a> {
+    syscall: Option<Syscall<'a>>,
+    cwd: Option<&'a [u8]>,
+    items: [Item<'a>; MAX_ITEMS],
+    n_items: usize,
+    proctitle: Option<&'a [u8]>,
+    execve: Option<&'a [u8]>,
+    sockaddr: Option<&'a [u8]>,
+    openat2_flags: Option<u64>,
+    config: Option<Record<'a>>,
+}
+
+impl<'a> Parts<'a> {
+    fn gather(group: &'a Group) -> Parts<'a> {
+        let mut parts = Parts::default();
+        for record in group.records() {
+            match record.kind {
+                RecordType::SYSCALL => parts.syscall = Some(parse_syscall(&record)),
+                RecordType::CWD => parts.cwd = record.field(b"cwd"),
+                RecordType::PATH if parts.n_items < MAX_ITEMS => {
+                    parts.items[parts.n_items] = parse_item(record.body);
+                    parts.n_items += 1;
+                }
+                RecordType::PROCTITLE => parts.proctitle = record.field(b"proctitle"),
+                RecordType::EXECVE => parts.execve = Some(record.body),
+                RecordType::SOCKADDR => parts.sockaddr = record.field(b"saddr"),
+                RecordType::OPENAT2 => {
+                    parts.openat2_flags = record.field(b"oflag").and_then(parse_oct).map(u64::from)
+                }
+                RecordType::CONFIG_CHANGE | RecordType::DAEMON_END | RecordType::DAEMON_ABORT => {
+                    parts.config = Some(record)
+                }
+                _ => {}
+            }
+        }
+        parts
+    }
+
+    fn items(&self) -> &[Item<'a>] {
+        &self.items[..self.n_items]
+    }
+}
+
+fn parse_syscall<'a>(record: &Record<'a>) -> Syscall<'a> {
+    let mut sc = Syscall::default();
+    for (key, value) in record.fields() {
+        match key {
+            b"arch" => sc.arch = parse_hex(value).unwrap_or(0),
+            b"syscall" => sc.nr = parse_dec(value),
+            b"success" => sc.success = Some(value == b"yes"),
+            b"exit" => sc.exit = parse_signed(value),
+            b"a0" => sc.args[0] = parse_hex(value),
+            b"a1" => sc.args[1] = parse_hex(value),
+            b"a2" => sc.args[2] = parse_hex(value),
+            b"a3" => sc.args[3] = parse_hex(value),
+            b"key" => sc.key = Some(value),
+            _ => {
+                sc.process.take(key, value);
+            }
+        }
+    }
+    sc.enriched = record.enriched;
+    sc
+}
+
+fn parse_item(body: &[u8]) -> Item<'_> {
+    let mut item = Item::default();
+    for (key, value) in Fields::new(body) {
+        match key {
+            b"name" => item.name = Some(value),
+            b"inode" => item.inode = parse_dec(value),
+            b"dev" => item.dev = parse_dev(value),
+            b"mode" => item.mode = parse_oct(value),
+            b"ouid" => item.ouid = parse_id_field(value),
+            b"ogid" => item.ogid = parse_id_field(value),
+            b"nametype" => {
+                item.nametype = match value {
+                    b"PARENT" => NameType::Parent,
+                    b"CREATE" => NameType::Create,
+                    b"DELETE" => NameType::Delete,
+                    b"NORMAL" => NameType::Normal,
+                    _ => NameType::Unknown,
+                };
+                // The kernel writes nametype after the fields we use; only
+                // capability and security fields follow.
+                if item.mode.is_some() {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    item
+}
+
+/// `fe:00` (hex major:minor) → the kernel's `MKDEV` encoding.
+fn parse_dev(s: &[u8]) -> Option<u64> {
+    let colon = memchr::memchr(b':', s)?;
+    let major = parse_hex(&s[..colon])?;
+    let minor = parse_hex(&s[colon + 1..])?;
+    Some(major << 20 | minor)
+}
+
+/// Byte ranges of one event's strings inside its single buffer.
+struct Arena {
+    buf: Vec<u8>,
+}
+
+impl Default for Arena {
+    fn default() -> Arena {
+        Arena {
+            buf: Vec::with_capacity(384),
+        }
+    }
+}
+
+impl Arena {
+    fn decoded(&mut self, raw: Option<&[u8]>) -> Option<Range<usize>> {
+        let start = self.buf.len();
+        decode_str_into(raw?, &mut self.buf).then_some(start..self.buf.len())
+    }
+
+    /// An absolute, normalized path: `name` as is when absolute, else under
+    /// `dir` (itself made absolute with `cwd` when relative).
+    fn path(&mut self, name: &[u8], dir: Option<&[u8]>, cwd: Option<&[u8]>) -> Range<usize> {
+        let start = self.buf.len();
+        if name.first() != Some(&b'/') {
+            for base in [cwd, dir].into_iter().flatten() {
+                if base.first() == Some(&b'/') {
+                    self.buf.truncate(start);
+                }
+                push_normalized(&mut self.buf, start, base);
+            }
+        }
+        push_normalized(&mut self.buf, start, name);
+        if self.buf.len() == start {
+            self.buf.push(b'/');
+        }
+        start..self.buf.len()
+    }
+}
+
+/// Appends `path`'s components to the path being built at `buf[start..]`,
+/// resolving `.` and `..` lexically and collapsing slashes.
+fn push_normalized(buf: &mut Vec<u8>, start: usize, path: &[u8]) {
+    for component in path.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => {
+                let cut = memchr::memrchr(b'/', &buf[start..]).map_or(start, |i| start + i);
+                buf.truncate(cut);
+            }
+            _ => {
+                buf.push(b'/');
+                buf.extend_from_slice(component);
+            }
+        }
+    }
+}
+
+impl Translator {
+    pub fn new() -> Translator {
+        Translator::default()
+    }
+
+    /// The event a complete group stands for; `None` when it is nothing
+    /// dockwatch reports (a syscall it does not map, a lone record).
+    pub fn translate(&mut self, group: &Group) -> Option<Event> {
+        let parts = Parts::gather(group);
+        if let Some(config) = parts.config {
+            return Some(self.audit_config(group.id, &parts, &config));
+        }
+        let sc = parts.syscall.as_ref()?;
+        let name = match sc.nr.and_then(|nr| syscalls::name(sc.arch, nr)) {
+            Some(name) => name,
+            None => {
+                let named = Fields::new(sc.enriched).find(|(k, _)| *k == b"SYSCALL")?.1;
+                std::str::from_utf8(named).ok()?
+            }
+        };
+        let kind = syscalls::kind(name)?;
+        let action = match kind {
+            Kind::Open { flags_arg } => {
+                let flags = match flags_arg {
+                    Some(i) => sc.args[i],
+                    None => parts.openat2_flags.or(Some(syscalls::OPEN_WRITE_FLAGS)),
+                };
+                if flags? & syscalls::OPEN_WRITE_FLAGS == 0 {
+                    return None;
+                }
+                Action::OpenWrite
+            }
+            Kind::Chmod { .. } => Action::Chmod,
+            Kind::Chown { .. } => Action::Chown,
+            Kind::Fixed(action) => action,
+        };
+
+        let mut arena = Arena::default();
+        let mut event = Event::new(Source::Audit, action);
+        event.time = time_of(group.id);
+        event.audit_id = Some(group.id);
+        event.outcome = match (sc.success, sc.exit) {
+            (Some(true), _) => Outcome::Success,
+            (Some(false), Some(exit)) => Outcome::from_return(exit.min(-1)),
+            (Some(false), None) => Outcome::Failure { errno: 0 },
+            (None, _) => Outcome::Unknown,
+        };
+
+        let scratch = &mut self.scratch;
+        let has_cwd = scratch.load_cwd(parts.cwd);
+        let (file_item, target_item) = pick_items(action, parts.items());
+        let items = parts.items();
+        let mut file =
+            file_item.map(|i| scratch.file_ref(&self.inodes, &mut arena, items, i, has_cwd));
+        let mut target =
+            target_item.map(|i| scratch.file_ref(&self.inodes, &mut arena, items, i, has_cwd));
+        if action == Action::Connect {
+            let cwd = scratch.cwd(has_cwd);
+            if let Some(path) = unix_socket_path(&mut arena, parts.sockaddr, cwd) {
+                let mut socket = file.take().unwrap_or_default();
+                socket.path = path;
+                file = Some(socket);
+            }
+        }
+        match kind {
+            Kind::Chmod { mode_arg } => {
+                if let (Some(f), Some(mode)) = (file.as_mut(), sc.args[mode_arg]) {
+                    let kind_bits = f.mode.map_or(0, |m| m & 0o170000);
+                    f.mode = Some(kind_bits | (mode as u32 & 0o7777));
+                }
+            }
+            Kind::Chown { owner_arg } => {
+                if let Some(f) = file.as_mut() {
+                    let new_id =
+                        |arg: Option<u64>| arg.map(|v| v as u32).filter(|&v| v != u32::MAX);
+                    if let Some(uid) = new_id(sc.args[owner_arg]) {
+                        f.uid = Some(uid);
+                    }
+                    if let Some(gid) = new_id(sc.args.get(owner_arg + 1).copied().flatten()) {
+                        f.gid = Some(gid);
+                    }
+                }
+            }
+            _ => {}
+        }
+
+        let process = process_ranges(&mut arena, &sc.process, &parts, action == Action::Exec);
+        let key = key_range(&mut arena, sc.key);
+
+        let bytes = Bytes::from(arena.buf);
+        let resolve = |f: PendingFile| f.finish(&bytes);
+        event.file = file.map(resolve);
+        event.target = target.take().map(resolve);
+        event.process = process.finish(&bytes);
+        event.audit_key = key.map(|r| bytes.slice(r));
+        self.remember(&event, &parts);
+        Some(event)
+    }
+
+    fn remember(&mut self, event: &Event, parts: &Parts<'_>) {
+        if parts.n_items == 0 {
+            return;
+        }
+        for file in event.paths() {
+            if let (Some(dev), Some(ino), false) = (file.dev, file.inode, file.path.is_empty()) {
+                if self.inodes.len() >= INODE_CACHE {
+                    self.inodes.clear();
+                }
+                self.inodes.insert((dev, ino), file.path.clone());
+            }
+        }
+    }
+
+    fn audit_config(&mut self, id: AuditId, parts: &Parts<'_>, config: &Record<'_>) -> Event {
+        let mut event = Event::new(Source::Audit, Action::AuditConfig);
+        event.time = time_of(id);
+        event.audit_id = Some(id);
+        let mut raw = RawProcess::default();
+        let mut op = None;
+        let mut key = None;
+        let mut res = None;
+        for (k, v) in config.fields() {
+            match k {
+                b"op" => op = Some(v),
+                b"key" => key = Some(v),
+                b"res" => res = Some(v),
+                _ => {
+                    raw.take(k, v);
+                }
+            }
+        }
+        // The syscall that carried the change (auditctl's sendto) names the
+        // process better than CONFIG_CHANGE itself does.
+        if let Some(sc) = &parts.syscall {
+            let p = &sc.process;
+            raw = RawProcess {
+                pid: p.pid.or(raw.pid),
+                ppid: p.ppid,
+                uid: p.uid.or(raw.uid),
+                euid: p.euid,
+                gid: p.gid,
+                auid: raw.auid.or(p.auid),
+                comm: p.comm,
+                exe: p.exe,
+            };
+        }
+        event.outcome = match res {
+            Some(b"1" | b"success" | b"yes") => Outcome::Success,
+            Some(_) => Outcome::Failure { errno: 0 },
+            None => Outcome::Unknown,
+        };
+        let mut arena = Arena::default();
+        let has_cwd = self.scratch.load_cwd(parts.cwd);
+        let file = (parts.n_items > 0).then(|| {
+            self.scratch
+                .file_ref(&self.inodes, &mut arena, parts.items(), 0, has_cwd)
+        });
+        let process = process_ranges(&mut arena, &raw, parts, false);
+        let key = key_range(&mut arena, key);
+        let bytes = Bytes::from(arena.buf);
+        event.file = file.map(|f| f.finish(&bytes));
+        event.process = process.finish(&bytes);
+        event.audit_key = key.map(|r| bytes.slice(r));
+        let op = op.map_or_else(
+            || config.kind.to_string(),
+            |v| String::from_utf8_lossy(v.strip_prefix(b"\"").unwrap_or(v)).into_owned(),
+        );
+        let op = op.trim_end_matches('"').to_string();
+        let text = format!("{} {}", config.kind, String::from_utf8_lossy(config.body));
+        event.detail = Detail::AuditConfig { op, text };
+        event
+    }
+}
+
+/// The directory a relative PATH item lives in: its PARENT item. A rename
+/// logs the old directory first and the new one second, so a DELETE item
+/// takes the first PARENT and a CREATE item the last.
+fn parent_dir<'a>(items: &[Item<'a>], index: usize, name: &[u8]) -> Option<&'a [u8]> {
+    if name.first() == Some(&b'/') || name.contains(&b'/') {
+        return None;
+    }
+    let mut parents = items[..index]
+        .iter()
+        .filter(|i| i.nametype == NameType::Parent)
+        .filter_map(|i| i.name);
+    match items[index].nametype {
+        NameType::Create => parents.next_back(),
+        _ => parents.next(),
+    }
+}
+
+/// Chooses the PATH items that are the event's file and target.
+fn pick_items(action: Action, items: &[Item<'_>]) -> (Option<usize>, Option<usize>) {
+    let find = |t: NameType| items.iter().position(|i| i.nametype == t);
+    let rfind = |t: NameType| items.iter().rposition(|i| i.nametype == t);
+    let not_parent = items.iter().position(|i| i.nametype != NameType::Parent);
+    let any = not_parent.or(if items.is_empty() { None } else { Some(0) });
+    match action {
+        Action::Rename => (find(NameType::Delete).or(any), rfind(NameType::Create)),
+        Action::Link => (find(NameType::Normal), rfind(NameType::Create).or(any)),
+        Action::Symlink => {
+            let content = items
+                .iter()
+                .position(|i| !matches!(i.nametype, NameType::Parent | NameType::Create));
+            match (content, rfind(NameType::Create)) {
+                (Some(c), Some(t)) => (Some(c), Some(t)),
+                (c, t) => (t.or(c), None),
+            }
+        }
+        Action::Unlink => (find(NameType::Delete).or(any), None),
+        Action::Mkdir | Action::Mknod | Action::OpenWrite => {
+            (rfind(NameType::Create).or(any), None)
+        }
+        Action::Exec => (if items.is_empty() { None } else { Some(0) }, None),
+        _ => (any, None),
+    }
+}
+
+/// `sockaddr_un` from a SOCKADDR record's hex: the socket's path (`@name`
+/// for the abstract namespace).
+fn unix_socket_path(
+    arena: &mut Arena,
+    saddr: Option<&[u8]>,
+    cwd: Option<&[u8]>,
+) -> Option<PathSource> {
+    let mut raw = Vec::new();
+    if !decode_str_into(saddr?, &mut raw) || raw.len() < 3 || raw[..2] != [1, 0] {
+        return None;
+    }
+    let sun_path = &raw[2..];
+    if sun_path[0] == 0 {
+        let name = &sun_path[1..];
+        let end = memchr::memchr(0, name).unwrap_or(name.len());
+        let start = arena.buf.len();
+        arena.buf.push(b'@');
+        arena.buf.extend_from_slice(&name[..end]);
+        return Some(PathSource::Arena(start..arena.buf.len()));
+    }
+    let end = memchr::memchr(0, sun_path).unwrap_or(sun_path.len());
+    Some(PathSource::Arena(arena.path(&sun_path[..end], None, cwd)))
+}
+
+pub(super) fn time_of(id: AuditId) -> SystemTime {
+    UNIX_EPOCH + Duration::new(id.secs, id.millis * 1_000_000)
+}
+
+fn key_range(arena: &mut Arena, key: Option<&[u8]>) -> Option<Range<usize>> {
+    let range = arena.decoded(key)?;
+    // Several keys on one rule are joined by 0x01.
+    for b in &mut arena.buf[range.clone()] {
+        if *b == 0x01 {
+            *b = b',';
+        }
+    }
+    Some(range)
+}
+
+enum PathSource {
+    Arena(Range<usize>),
+    Known(Bytes),
+}
+
+struct PendingFile {
+    path: PathSource,
+    inode: Option<u64>,
+    dev: Option<u64>,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+impl PendingFile {
+    fn finish(self, bytes: &Bytes) -> FileRef {
+        FileRef {
+            path: match self.path {
+                PathSource::Arena(r) => bytes.slice(r),
+                PathSource::Known(b) => b,
+            },
+            inode: self.inode,
+            dev: self.dev,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+}
+
+impl Default for PendingFile {
+    fn default() -> PendingFile {
+        PendingFile {
+            path: PathSource::Arena(0..0),
+            inode: None,
+            dev: None,
+            mode: None,
+            uid: None,
+            gid: None,
+        }
+    }
+}
+
+struct PendingProcess {
+    pid: u32,
+    ppid: Option<u32>,
+    uid: Option<u32>,
+    euid: Option<u32>,
+    gid: Option<u32>,
+    auid: Option<u32>,
+    comm: Option<Range<usize>>,
+    exe: Option<Range<usize>>,
+    cmdline: Option<Range<usize>>,
+}
+
+impl PendingProcess {
+    fn finish(self, bytes: &Bytes) -> Process {
+        Process {
+            pid: self.pid,
+            ppid: self.ppid,
+            uid: self.uid,
+            euid: self.euid,
+            gid: self.gid,
+            auid: self.auid,
+            comm: self.comm.map(|r| bytes.slice(r)),
+            exe: self.exe.map(|r| bytes.slice(r)),
+            cmdline: self.cmdline.map(|r| bytes.slice(r)),
+            container_id: None,
+            parent_exe: None,
+        }
+    }
+}
+
+fn process_ranges(
+    arena: &mut Arena,
+    raw: &RawProcess<'_>,
+    parts: &Parts<'_>,
+    prefer_execve: bool,
+) -> PendingProcess {
+    let comm = arena.decoded(raw.comm);
+    let exe = arena.decoded(raw.exe);
+    let execve = if prefer_execve || parts.proctitle.is_none() {
+        parts.execve.and_then(|body| execve_cmdline(arena, body))
+    } else {
+        None
+    };
+    let cmdline = execve.or_else(|| proctitle_cmdline(arena, parts.proctitle));
+    PendingProcess {
+        pid: raw.pid.unwrap_or(0),
+        ppid: raw.ppid,
+        uid: raw.uid,
+        euid: raw.euid,
+        gid: raw.gid,
+        auid: raw.auid,
+        comm,
+        exe,
+        cmdline,
+    }
+}
+
+/// PROCTITLE's argv, NUL-separated → space-separated.
+fn proctitle_cmdline(arena: &mut Arena, raw: Option<&[u8]>) -> Option<Range<usize>> {
+    let range = arena.decoded(raw)?;
+    let mut end = range.end;
+    while end > range.start && arena.buf[end - 1] == 0 {
+        end -= 1;
+    }
+    arena.buf.truncate(end);
+    for b in &mut arena.buf[range.start..end] {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+    Some(range.start..end)
+}
+
+/// EXECVE's `a0=… a1[0]=… a1[1]=…` → the arguments joined by spaces.
+fn execve_cmdline(arena: &mut Arena, body: &[u8]) -> Option<Range<usize>> {
+    let start = arena.buf.len();
+    let mut any = false;
+    for (key, value) in Fields::new(body) {
+        let Some(rest) = key.strip_prefix(b"a") else {
+            continue;
+        };
+        if rest.ends_with(b"_len") || rest.is_empty() || !rest[0].is_ascii_digit() {
+            continue;
+        }
+        let continued = rest.contains(&b'[') && !rest.ends_with(b"[0]");
+        if any && !continued {
+            arena.buf.push(b' ');
+        }
+        decode_str_into(value, &mut arena.buf);
+        any = true;
+    }
+    any.then_some(start..arena.buf.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(name: &[u8], dir: Option<&[u8]>, cwd: Option<&[u8]>) -> String {
+        let mut arena = Arena::default();
+        let r = arena.path(name, dir, cwd);
+        String::from_utf8(arena.buf[r].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn paths_are_made_absolute_and_normal() {
+        assert_eq!(path(b"/etc//docker/./x", None, None), "/etc/docker/x");
+        assert_eq!(
+            path(b"docker", Some(b"/var/lib"), Some(b"/srv")),
+            "/var/lib/docker"
+        );
+        assert_eq!(path(b"a/../b", None, Some(b"/srv/ops")), "/srv/ops/b");
+        assert_eq!(path(b"../../../x", None, Some(b"/srv")), "/x");
+        assert_eq!(path(b"/etc/docker/", None, None), "/etc/docker");
+        assert_eq!(path(b"x", Some(b"sub/"), Some(b"/srv")), "/srv/sub/x");
+        assert_eq!(path(b"/", None, None), "/");
+    }
+
+    #[test]
+    fn execve_arguments_join_chunks() {
+        let mut arena = Arena::default();
+        let r = execve_cmdline(
+            &mut arena,
+            b"argc=3 a0=\"ls\" a1_len=4 a1[0]=\"ab\" a1[1]=\"cd\" a2=2D6C",
+        )
+        .unwrap();
+        assert_eq!(&arena.buf[r], b"ls abcd -l");
+    }
+}

@@ -1,0 +1,247 @@
+//! A private, real `rsyslogd` for the sink tests: its own configuration,
+//! pid file, work directory and loopback listeners (TCP, UDP and a unix
+//! datagram socket in its own directory, never /dev/log), writing every
+//! dockwatch record it parses to a JSON-lines file of the fields rsyslog
+//! saw (app-name, procid, msgid, structured-data, msg, input).
+//!
+//! Callers hold [`crate::machine_lock`]: rsyslogd is machine-wide state.
+
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Rsyslog {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub tcp_port: u16,
+    pub udp_port: u16,
+}
+
+impl Rsyslog {
+    /// Writes the configuration and starts rsyslogd; returns once all
+    /// listeners accept.
+    pub fn start() -> Rsyslog {
+        let dir = tempfile::Builder::new()
+            .prefix("dw-rsyslog")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir(dir.path().join("work")).unwrap();
+        let mut rsyslog = Rsyslog {
+            tcp_port: free_tcp_port(),
+            udp_port: free_udp_port(),
+            dir,
+            child: None,
+        };
+        rsyslog.write_config();
+        rsyslog.restart();
+        rsyslog
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The unix datagram socket it listens on.
+    pub fn unix_socket(&self) -> PathBuf {
+        self.dir().join("log")
+    }
+
+    /// Where the parsed records go.
+    pub fn output(&self) -> PathBuf {
+        self.dir().join("dockwatch.jsonl")
+    }
+
+    pub fn tcp_url(&self) -> String {
+        format!("syslog+tcp://127.0.0.1:{}", self.tcp_port)
+    }
+
+    pub fn udp_url(&self) -> String {
+        format!("syslog+udp://127.0.0.1:{}", self.udp_port)
+    }
+
+    pub fn unix_url(&self) -> String {
+        format!("syslog+unix://{}", self.unix_socket().display())
+    }
+
+    fn write_config(&self) {
+        let d = self.dir().display();
+        let conf = format!(
+            r#"global(workDirectory="{d}/work" maxMessageSize="64k")
+module(load="imuxsock" SysSock.Use="off")
+module(load="imtcp")
+module(load="imudp")
+input(type="imuxsock" Socket="{d}/log")
+input(type="imtcp" port="{tcp}" address="127.0.0.1")
+input(type="imudp" port="{udp}" address="127.0.0.1")
+template(name="dw" type="list") {{
+  constant(value="{{")
+  property(outname="input" name="inputname" format="jsonf") constant(value=",")
+  property(outname="pri" name="pri" format="jsonf") constant(value=",")
+  property(outname="hostname" name="hostname" format="jsonf") constant(value=",")
+  property(outname="app" name="app-name" format="jsonf") constant(value=",")
+  property(outname="procid" name="procid" format="jsonf") constant(value=",")
+  property(outname="msgid" name="msgid" format="jsonf") constant(value=",")
+  property(outname="sd" name="structured-data" format="jsonf") constant(value=",")
+  property(outname="msg" name="msg" format="jsonf")
+  constant(value="}}\n")
+}}
+if $app-name == "dockwatch" then {{
+  action(type="omfile" file="{d}/dockwatch.jsonl" template="dw")
+  stop
+}}
+action(type="omfile" file="{d}/other.log")
+"#,
+            tcp = self.tcp_port,
+            udp = self.udp_port,
+        );
+        std::fs::write(self.dir().join("rsyslog.conf"), conf).unwrap();
+    }
+
+    /// Starts rsyslogd (again) with the same configuration and ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "rsyslogd is already running");
+        let dir = self.dir().to_path_buf();
+        let child = Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rsyslogd (apt-get install rsyslog)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.unix_socket().exists()
+                && TcpStream::connect(("127.0.0.1", self.tcp_port)).is_ok()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "rsyslogd exited at start ({status}); config in {}",
+                    dir.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, as `systemctl restart rsyslog` would; waits for the exit.
+    pub fn stop(&mut self) {
+        self.signal_and_wait(libc::SIGTERM);
+    }
+
+    /// SIGKILL: rsyslogd loses what it held in memory.
+    pub fn kill(&mut self) {
+        self.signal_and_wait(libc::SIGKILL);
+    }
+
+    fn signal_and_wait(&mut self, signal: i32) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let _ = child.wait();
+        }
+    }
+
+    /// The records written so far (a partly written last line is ignored).
+    pub fn records(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.output()).unwrap_or_default();
+        text.split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("rsyslog wrote {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Polls until `done(records)` or the timeout; returns the last records.
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let records = self.records();
+            if done(&records) || Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The alert JSON of a record (rsyslog keeps the space before MSG in some
+/// formats).
+pub fn alert_of(record: &Value) -> Value {
+    let msg = record["msg"].as_str().expect("record has msg");
+    serde_json::from_str(msg.trim_start())
+        .unwrap_or_else(|e| panic!("MSG is not the alert JSON ({e}): {msg:?}"))
+}
+
+/// The sequence number of a `dw-push` alert (`/etc/docker/seq/NNNNNNNN`).
+pub fn seq_of(record: &Value) -> u64 {
+    let alert = alert_of(record);
+    let path = alert["file"]["path"].as_str().expect("file.path");
+    path.strip_prefix("/etc/docker/seq/")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a dw-push path: {path}"))
+}
+
+/// The hostile file names `dw-push --hostile` sends, in order.
+pub fn hostile_paths() -> Vec<Vec<u8>> {
+    let mut long = b"/etc/docker/".to_vec();
+    long.resize(4096, b'L');
+    vec![
+        b"/etc/docker/new\nline".to_vec(),
+        b"/etc/docker/group\x1dsep".to_vec(),
+        b"/etc/docker/\"quoted\" x=\"1\"".to_vec(),
+        b"/etc/docker/close]bracket] [fake@1 a=\"b\"]".to_vec(),
+        b"/etc/docker/back\\slash\\".to_vec(),
+        long,
+        b"/etc/docker/bad\xff\xfeutf8".to_vec(),
+        b"/etc/docker/nul\x00byte".to_vec(),
+    ]
+}
+
+/// The `dw-push` driver built beside the test binary.
+pub fn push_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .join("dw-push");
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo build -p dockwatch-tests --bins",
+        bin.display()
+    );
+    bin
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
