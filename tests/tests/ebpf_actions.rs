@@ -3,7 +3,6 @@
 //! the cases that must stay silent (unwatched files, a reused inode).
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
