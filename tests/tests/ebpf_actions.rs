@@ -372,7 +372,7 @@ fn a_watched_path_that_appears_later_is_watched() {
     let w = Watching::start(&[later], &["open_write", "create", "chmod"]);
     sh("mkdir /etc/dockwatch-containerd-test");
     // Give the source a moment to notice the directory.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1000));
     let pid = sh(&format!("echo x > {later}"));
     assert_eq!(w.expect("create", pid)["file"]["path"], later);
     let pid = sh(&format!("chmod 600 {later}"));
@@ -401,7 +401,7 @@ fn a_deleted_watch_stops_matching_its_inode_number() {
     assert_eq!(w.expect("open_write", pid)["file"]["path"], DAEMON_JSON);
 
     sh(&format!("rm {DAEMON_JSON}"));
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1000));
     let pid = sh(&format!("echo y >> {other}"));
     std::thread::sleep(Duration::from_millis(700));
     let alerts = read_alerts(&w.alerts_file());
