@@ -201,6 +201,28 @@ pub fn event_of(rec: &Record) -> Option<Event> {
     Some(event)
 }
 
+/// Adds the command line from /proc while the process still runs. The
+/// kernel record cannot carry it cheaply; a process that has exited (or a
+/// pid already reused, told apart by its comm) keeps `None` rather than a
+/// wrong value.
+pub fn add_command_line(process: &mut Process) {
+    let dir = PathBuf::from(format!("/proc/{}", process.pid));
+    let Ok(comm) = std::fs::read(dir.join("comm")) else {
+        return;
+    };
+    let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
+    if process.comm.as_deref() != Some(comm) {
+        return;
+    }
+    let Ok(raw) = std::fs::read(dir.join("cmdline")) else {
+        return;
+    };
+    let args: Vec<&[u8]> = raw.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+    if !args.is_empty() {
+        process.cmdline = Some(Bytes::from(args.join(&b' ')));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +286,29 @@ mod tests {
         assert_eq!(user_dev(kernel_dev(st_dev)), st_dev);
         let big = libc::makedev(259, 70000);
         assert_eq!(user_dev(kernel_dev(big)), big);
+    }
+
+    #[test]
+    fn command_line_of_a_live_process_and_none_for_a_stranger() {
+        let mut me = Process {
+            pid: std::process::id(),
+            comm: Some(Bytes::from(
+                std::fs::read_to_string("/proc/self/comm")
+                    .unwrap()
+                    .trim_end()
+                    .to_string(),
+            )),
+            ..Process::default()
+        };
+        add_command_line(&mut me);
+        assert!(me.cmdline.is_some());
+        let mut stranger = Process {
+            pid: std::process::id(),
+            comm: Some(Bytes::from_static(b"not-this-one")),
+            ..Process::default()
+        };
+        add_command_line(&mut stranger);
+        assert_eq!(stranger.cmdline, None);
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub async fn read_records(
             };
             structural |= is_structural(event.action);
             if keep_watched(&mut event, watches.current()) {
+                decode::add_command_line(&mut event.process);
                 batch.push(event);
             } else {
                 stats.filtered.fetch_add(1, Ordering::Relaxed);
