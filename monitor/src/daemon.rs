@@ -111,7 +111,8 @@ async fn run_async(
         .into());
     }
 
-    let mut pipeline = Pipeline::new(rules, &config.pipeline, host);
+    let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
+        .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),

@@ -16,14 +16,115 @@ use serde_json::Value;
 pub struct Rsyslog {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Plain TCP, or TLS when started with [`Rsyslog::start_tls`].
     pub tcp_port: u16,
     pub udp_port: u16,
+    tls: Option<TlsFiles>,
+}
+
+/// PEM files for a TLS listener that demands a client certificate signed
+/// by the same CA.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A fresh CA, a server certificate for 127.0.0.1 and a client
+    /// certificate, made with openssl in `dir`.
+    pub fn generate(dir: &Path) -> TlsFiles {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dockwatch test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+                "-out",
+                &format!("{name}.pem"),
+            ]);
+        }
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
 }
 
 impl Rsyslog {
     /// Writes the configuration and starts rsyslogd; returns once all
     /// listeners accept.
     pub fn start() -> Rsyslog {
+        Rsyslog::start_with(None)
+    }
+
+    /// Like [`Rsyslog::start`], but the TCP listener speaks TLS (gtls) and
+    /// requires a client certificate signed by `tls.ca`.
+    pub fn start_tls(tls: TlsFiles) -> Rsyslog {
+        Rsyslog::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<TlsFiles>) -> Rsyslog {
         let dir = tempfile::Builder::new()
             .prefix("dw-rsyslog")
             .tempdir()
@@ -34,6 +135,7 @@ impl Rsyslog {
             udp_port: free_udp_port(),
             dir,
             child: None,
+            tls,
         };
         rsyslog.write_config();
         rsyslog.restart();
@@ -58,6 +160,10 @@ impl Rsyslog {
         format!("syslog+tcp://127.0.0.1:{}", self.tcp_port)
     }
 
+    pub fn tls_url(&self) -> String {
+        format!("syslog+tls://127.0.0.1:{}", self.tcp_port)
+    }
+
     pub fn udp_url(&self) -> String {
         format!("syslog+udp://127.0.0.1:{}", self.udp_port)
     }
@@ -68,10 +174,22 @@ impl Rsyslog {
 
     fn write_config(&self) {
         let d = self.dir().display();
+        let (tls_global, imtcp) = match &self.tls {
+            None => (String::new(), "module(load=\"imtcp\")".to_string()),
+            Some(t) => (
+                format!(
+                    "global(defaultNetstreamDriverCAFile=\"{}\" defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\")\n",
+                    t.ca.display(),
+                    t.server_cert.display(),
+                    t.server_key.display()
+                ),
+                "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"x509/certvalid\")".to_string(),
+            ),
+        };
         let conf = format!(
             r#"global(workDirectory="{d}/work" maxMessageSize="64k")
-module(load="imuxsock" SysSock.Use="off")
-module(load="imtcp")
+{tls_global}module(load="imuxsock" SysSock.Use="off")
+{imtcp}
 module(load="imudp")
 input(type="imuxsock" Socket="{d}/log")
 input(type="imtcp" port="{tcp}" address="127.0.0.1")

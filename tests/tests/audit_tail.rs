@@ -35,7 +35,7 @@ impl Setup {
         std::fs::write(rules.join("docker.yaml"), RULES).unwrap();
         let config = tmp.path().join("config.toml");
         let mut text = format!(
-            "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
+            "[pipeline]\nflood_window_ms = 0\n[posture]\nenabled = false\n[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
             auditd.log_path()
         );
         if checkpoint {

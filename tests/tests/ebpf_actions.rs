@@ -40,7 +40,7 @@ impl Watching {
         .unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
-            format!("[sources.audit]\nmode = \"off\"\n[sources.ebpf]\n{ebpf_config}\n"),
+            format!("[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n[sources.ebpf]\n{ebpf_config}\n"),
         )
         .unwrap();
         let p = dir.path();

@@ -32,7 +32,7 @@ impl Setup {
         .unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
-            "[sources.audit]\nmode = \"off\"\n",
+            "[sources.audit]\nmode = \"off\"\n[posture]\nenabled = false\n",
         )
         .unwrap();
         Setup { dir }

@@ -1,7 +1,7 @@
 //! Live drift with `dockwatch run`: a change to a file the baseline reads
 //! becomes exactly one `posture_drift` alert with the value before and
-//! after. The events come from a real auditd (the eBPF source is off, so
-//! these tests also run where probes cannot load); the files are the real
+//! after. Each scenario runs twice: with the events from a real auditd (eBPF
+//! off) and from the eBPF probes alone (audit off). The files are the real
 //! ones, so every test holds the machine lock and restores what it changed.
 
 use std::os::unix::fs::PermissionsExt;
@@ -72,7 +72,16 @@ impl Drop for Preserve {
     }
 }
 
-/// auditd watching `watches`, and dockwatch reading its log.
+/// Where dockwatch's events come from.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// A real auditd with `-w` rules on the watched paths; eBPF off.
+    Audit,
+    /// The eBPF probes, watching what posture asks for; audit off.
+    Ebpf,
+}
+
+/// dockwatch running with posture, fed by `via`.
 struct Live {
     _tmp: tempfile::TempDir,
     alerts: PathBuf,
@@ -81,25 +90,28 @@ struct Live {
 }
 
 impl Live {
-    fn start(watches: &[&str], posture: &str) -> Live {
-        let rules: Vec<String> = watches
-            .iter()
-            .map(|w| format!("-w {w} -p wa -k dockwatch-posture"))
-            .collect();
-        let auditd = Auditd::start(
-            "ENRICHED",
-            &rules.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+    /// `watches` are the audit rules' paths (eBPF needs none: posture
+    /// gives the probes its files itself).
+    fn start(via: Via, watches: &[&str], posture: &str) -> Live {
         let tmp = tempfile::tempdir().unwrap();
+        let (auditd, sources) = match via {
+            Via::Audit => {
+                let rules: Vec<String> = watches
+                    .iter()
+                    .map(|w| format!("-w {w} -p wa -k dockwatch-posture"))
+                    .collect();
+                let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+                let auditd = Auditd::start("ENRICHED", &rules);
+                let sources = format!(
+                    "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
+                    auditd.log_path()
+                );
+                (Some(auditd), sources)
+            }
+            Via::Ebpf => (None, "[sources.audit]\nmode = \"off\"\n".to_string()),
+        };
         let config = tmp.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n[posture]\n{posture}\n",
-                auditd.log_path()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("{sources}[posture]\n{posture}\n")).unwrap();
         let alerts = tmp.path().join("alerts.jsonl");
         let daemon = Daemon::start([
             "run".as_ref(),
@@ -114,7 +126,7 @@ impl Live {
             _tmp: tmp,
             alerts,
             daemon: Some(daemon),
-            auditd: Some(auditd),
+            auditd,
         }
     }
 
@@ -183,12 +195,11 @@ fn assert_one_change(
     alert.clone()
 }
 
-#[test]
-fn icc_flipped_by_sed_i_and_by_a_rewrite_is_one_alert_each() {
+fn icc_flipped_by_sed_i_and_by_a_rewrite_is_one_alert_each(via: Via) {
     let _lock = machine_lock();
     let _json = Preserve::new("/etc/docker/daemon.json");
     std::fs::write("/etc/docker/daemon.json", "{\n  \"icc\": false\n}\n").unwrap();
-    let live = Live::start(&["/etc/docker"], "");
+    let live = Live::start(via, &["/etc/docker"], "");
     let initial = live.all();
     assert!(
         !initial.iter().any(|a| a["rule"]["id"] == "posture-cis-2.2"),
@@ -225,8 +236,7 @@ fn icc_flipped_by_sed_i_and_by_a_rewrite_is_one_alert_each() {
     assert!(live.all().len() > before);
 }
 
-#[test]
-fn a_user_added_to_the_docker_group_is_one_alert() {
+fn a_user_added_to_the_docker_group_is_one_alert(via: Via) {
     let _lock = machine_lock();
     let _group = Preserve::new("/etc/group");
     let original = std::fs::read_to_string("/etc/group").unwrap();
@@ -237,7 +247,7 @@ fn a_user_added_to_the_docker_group_is_one_alert() {
         .collect();
     edited.push_str("docker:x:4998:alice\n");
     std::fs::write("/etc/group", edited).unwrap();
-    let live = Live::start(&["/etc/group"], "docker_group_members = [\"alice\"]");
+    let live = Live::start(via, &["/etc/group"], "docker_group_members = [\"alice\"]");
 
     sh("sed -i 's/^docker:x:4998:alice$/docker:x:4998:alice,mallory/' /etc/group");
     let drift = live.drift("1.1.2");
@@ -252,14 +262,13 @@ fn a_user_added_to_the_docker_group_is_one_alert() {
     assert_eq!(alert["rule"]["id"], "posture-cis-1.1.2");
 }
 
-#[test]
-fn docker_sock_chmod_666_is_one_alert() {
+fn docker_sock_chmod_666_is_one_alert(via: Via) {
     let _lock = machine_lock();
     let _sock = Preserve::new("/run/docker.sock");
     let _ = std::fs::remove_file("/run/docker.sock");
     let listener = UnixListener::bind("/run/docker.sock").unwrap();
     std::fs::set_permissions("/run/docker.sock", std::fs::Permissions::from_mode(0o660)).unwrap();
-    let live = Live::start(&["/run/docker.sock"], "");
+    let live = Live::start(via, &["/run/docker.sock"], "");
 
     let pid = sh("chmod 666 /var/run/docker.sock");
     let drift = live.drift("3.16");
@@ -280,8 +289,7 @@ fn docker_sock_chmod_666_is_one_alert() {
     drop(listener);
 }
 
-#[test]
-fn a_container_made_privileged_is_one_alert() {
+fn a_container_made_privileged_is_one_alert(via: Via) {
     let _lock = machine_lock();
     let id = "5d0c3a1b2e4f".repeat(5) + "6789";
     let fixtures =
@@ -301,7 +309,7 @@ fn a_container_made_privileged_is_one_alert() {
     assert_ne!(privileged, read("hostconfig.json"));
     let staged = std::env::temp_dir().join(format!("dockwatch-privileged-{id}.json"));
     std::fs::write(&staged, privileged).unwrap();
-    let live = Live::start(&[containers], "");
+    let live = Live::start(via, &[containers], "");
     let initial = live.all();
     assert!(
         !initial.iter().any(|a| a["posture"]["check"] == "5.4"),
@@ -350,7 +358,7 @@ fn failing_checks_are_reported_once_at_start() {
         r#"{"icc": true, "insecure-registries": ["r.local:5000"]}"#,
     )
     .unwrap();
-    let live = Live::start(&["/etc/docker"], "");
+    let live = Live::start(Via::Ebpf, &["/etc/docker"], "");
     let findings = wait_for_alerts(&live.alerts, Duration::from_secs(5), |a| {
         a.iter().any(|a| a["posture"]["check"] == "2.5")
     });
@@ -387,7 +395,7 @@ fn a_change_no_source_reported_is_caught_by_the_periodic_recheck() {
         .collect();
     std::fs::write("/etc/group", format!("{without}docker:x:4998:\n")).unwrap();
     // auditd watches nothing: only the re-check can notice.
-    let live = Live::start(&[], "recheck_secs = 1");
+    let live = Live::start(Via::Audit, &[], "recheck_secs = 1");
     std::fs::write("/etc/group", format!("{without}docker:x:4998:mallory\n")).unwrap();
     let drift = live.drift("1.1.2");
     let alert = assert_one_change(
@@ -399,4 +407,44 @@ fn a_change_no_source_reported_is_caught_by_the_periodic_recheck() {
     );
     // No event, so no process to name.
     assert!(alert.get("process").is_none(), "{alert:#}");
+}
+
+#[test]
+fn icc_flipped_by_sed_i_and_by_a_rewrite_is_one_alert_each_via_audit() {
+    icc_flipped_by_sed_i_and_by_a_rewrite_is_one_alert_each(Via::Audit);
+}
+
+#[test]
+fn icc_flipped_by_sed_i_and_by_a_rewrite_is_one_alert_each_via_ebpf() {
+    icc_flipped_by_sed_i_and_by_a_rewrite_is_one_alert_each(Via::Ebpf);
+}
+
+#[test]
+fn a_user_added_to_the_docker_group_is_one_alert_via_audit() {
+    a_user_added_to_the_docker_group_is_one_alert(Via::Audit);
+}
+
+#[test]
+fn a_user_added_to_the_docker_group_is_one_alert_via_ebpf() {
+    a_user_added_to_the_docker_group_is_one_alert(Via::Ebpf);
+}
+
+#[test]
+fn docker_sock_chmod_666_is_one_alert_via_audit() {
+    docker_sock_chmod_666_is_one_alert(Via::Audit);
+}
+
+#[test]
+fn docker_sock_chmod_666_is_one_alert_via_ebpf() {
+    docker_sock_chmod_666_is_one_alert(Via::Ebpf);
+}
+
+#[test]
+fn a_container_made_privileged_is_one_alert_via_audit() {
+    a_container_made_privileged_is_one_alert(Via::Audit);
+}
+
+#[test]
+fn a_container_made_privileged_is_one_alert_via_ebpf() {
+    a_container_made_privileged_is_one_alert(Via::Ebpf);
 }

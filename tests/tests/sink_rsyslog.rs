@@ -288,3 +288,140 @@ fn ten_thousand_alerts_survive_three_rsyslog_restarts() {
         );
     }
 }
+
+#[test]
+fn sigkill_of_the_sender_then_restart_loses_nothing() {
+    let _lock = machine_lock();
+    let mut rsyslog = Rsyslog::start();
+    let state = tempfile::tempdir().unwrap();
+    let urls = [rsyslog.tcp_url(), rsyslog.unix_url()];
+    let first = Push::start(
+        state.path(),
+        &urls,
+        &["--count", "3000", "--rate", "3000", "--hold"],
+    );
+    // The receiver goes away mid-stream: the rest is only in the spool when
+    // the sender dies.
+    first.expect("accepted 1000", Duration::from_secs(30));
+    rsyslog.stop();
+    first.expect("sent", Duration::from_secs(30));
+    drop(first); // SIGKILL
+    rsyslog.restart();
+    let second = Push::start(state.path(), &urls, &["--from", "3000", "--count", "100"]);
+    second.expect("delivered", Duration::from_secs(60));
+    second.finish();
+    rsyslog.wait_for(Duration::from_secs(10), |r| {
+        from_input(r, "imtcp").len() >= 3100 && from_input(r, "imuxsock").len() >= 3100
+    });
+    rsyslog.stop();
+    let records = rsyslog.records();
+    for input in ["imtcp", "imuxsock"] {
+        let seqs: Vec<u64> = from_input(&records, input)
+            .into_iter()
+            .map(seq_of)
+            .collect();
+        let duplicates = check_sequence(&seqs, 3100, input);
+        eprintln!("{input}: {} records, {duplicates} duplicates", seqs.len());
+    }
+}
+
+#[test]
+fn a_full_spool_drops_new_alerts_and_reports_the_count() {
+    let _lock = machine_lock();
+    let mut rsyslog = Rsyslog::start();
+    rsyslog.stop();
+    let state = tempfile::tempdir().unwrap();
+    let urls = [rsyslog.tcp_url()];
+    // Room for about 150 alerts of ~650 bytes while the receiver is down.
+    let push = Push::start(
+        state.path(),
+        &urls,
+        &[
+            "--count",
+            "1000",
+            "--spool-max-bytes",
+            "100000",
+            "--wait",
+            "60",
+        ],
+    );
+    push.expect("sent", Duration::from_secs(30));
+    rsyslog.restart();
+    push.expect("delivered", Duration::from_secs(60));
+    push.finish();
+    let records = rsyslog.wait_for(Duration::from_secs(10), |r| {
+        r.iter()
+            .any(|r| alert_of(r)["event"]["action"] == "alerts_dropped")
+    });
+    let (report, kept): (Vec<&Value>, Vec<&Value>) = records
+        .iter()
+        .partition(|r| alert_of(r)["event"]["action"] == "alerts_dropped");
+    assert_eq!(report.len(), 1, "one drop report: {report:#?}");
+    let seqs: Vec<u64> = kept.iter().map(|r| seq_of(r)).collect();
+    let kept_count = seqs.len() as u64;
+    assert!((100..200).contains(&kept_count), "kept {kept_count}");
+    check_sequence(&seqs, kept_count, "imtcp");
+    let dropped = alert_of(report[0]);
+    assert_eq!(dropped["dockwatch"]["dropped"]["count"], 1000 - kept_count);
+    assert_eq!(dropped["dockwatch"]["dropped"]["sink"], rsyslog.tcp_url());
+    assert_eq!(report[0]["msgid"], "dockwatch-alerts-dropped");
+}
+
+#[test]
+fn tls_with_client_certificate_survives_a_restart() {
+    let _lock = machine_lock();
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = dockwatch_tests::rsyslog::TlsFiles::generate(certs_dir.path());
+    let mut rsyslog = Rsyslog::start_tls(certs.clone());
+    let state = tempfile::tempdir().unwrap();
+    let tls_args = [
+        "--tls-ca",
+        certs.ca.to_str().unwrap(),
+        "--tls-cert",
+        certs.client_cert.to_str().unwrap(),
+        "--tls-key",
+        certs.client_key.to_str().unwrap(),
+    ];
+    let mut args = vec!["--count", "3000", "--rate", "2000", "--wait", "60"];
+    args.extend(tls_args);
+    let push = Push::start(state.path(), &[rsyslog.tls_url()], &args);
+    push.expect("accepted 1000", Duration::from_secs(30));
+    rsyslog.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    rsyslog.restart();
+    push.expect("delivered", Duration::from_secs(60));
+    push.finish();
+    rsyslog.wait_for(Duration::from_secs(10), |r| {
+        from_input(r, "imtcp").len() >= 3000
+    });
+    rsyslog.stop();
+    let records = rsyslog.records();
+    let seqs: Vec<u64> = from_input(&records, "imtcp")
+        .into_iter()
+        .map(seq_of)
+        .collect();
+    let duplicates = check_sequence(&seqs, 3000, "tls");
+    eprintln!("tls: {} records, {duplicates} duplicates", seqs.len());
+    assert_eq!(records[0]["msgid"], "docker-config-write");
+
+    // The receiver demands a client certificate: without one nothing gets
+    // through, which shows the one above was presented.
+    let mut rsyslog = Rsyslog::start_tls(certs.clone());
+    let state = tempfile::tempdir().unwrap();
+    let ca_only = [
+        "--count",
+        "10",
+        "--wait",
+        "3",
+        "--tls-ca",
+        certs.ca.to_str().unwrap(),
+    ];
+    let push = Push::start(state.path(), &[rsyslog.tls_url()], &ca_only);
+    push.expect("undelivered", Duration::from_secs(30));
+    push.finish();
+    rsyslog.stop();
+    assert!(
+        rsyslog.records().is_empty(),
+        "delivered without a client certificate"
+    );
+}

@@ -39,6 +39,10 @@ struct Shared {
     wake: Condvar,
     stop: AtomicBool,
     reconnect: AtomicBool,
+    /// Set, under the writer lock, while the delivery thread sleeps: a send
+    /// then wakes it; otherwise it will see the new record anyway, and the
+    /// futex call per alert is saved.
+    sleeping: AtomicBool,
     deadline: Mutex<Option<Instant>>,
     /// The delivery thread's confirmed position, for [`Outbox::delivered`].
     confirmed: Mutex<Pos>,
@@ -85,6 +89,7 @@ impl Outbox {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             reconnect: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             deadline: Mutex::new(None),
             confirmed: Mutex::new(reader.position()),
         });
@@ -123,8 +128,11 @@ impl Outbox {
                 );
             }
         }
+        let sleeping = self.shared.sleeping.load(Ordering::Relaxed);
         drop(writer);
-        self.shared.wake.notify_one();
+        if sleeping {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Drops the connection and connects again (SIGHUP).
@@ -155,11 +163,13 @@ impl Outbox {
         self.shared.wake.notify_one();
     }
 
-    /// Waits for the thread after [`Outbox::begin_shutdown`].
-    pub fn join(mut self) {
+    /// Waits for the thread after [`Outbox::begin_shutdown`]; returns
+    /// whether everything was delivered.
+    pub fn join(mut self) -> bool {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.delivered()
     }
 }
 
@@ -228,6 +238,11 @@ impl Delivery {
                 self.next_attempt = Instant::now();
             }
             self.housekeeping();
+            if stopping && self.conn.is_none() && self.failing_since.is_some() {
+                // The receiver is down: waiting out the bound would only
+                // delay the exit; the spool keeps the rest for next time.
+                break;
+            }
             if self.conn.is_none() {
                 if Instant::now() < self.next_attempt {
                     if stopping && self.nothing_pending() {
@@ -374,6 +389,8 @@ impl Delivery {
             .is_some_and(|c| c.unacked_bytes().unwrap_or(0) == 0);
         if quiet && drained {
             self.confirm_all();
+            // Confirming may have freed the space a drop report needs.
+            self.report_dropped();
             return true;
         }
         false
@@ -386,7 +403,24 @@ impl Delivery {
         }
     }
 
-    fn set_confirmed(&mut self, pos: Pos) {
+    fn set_confirmed(&mut self, mut pos: Pos) {
+        {
+            let mut writer = self.shared.lock();
+            if pos >= writer.end() && writer.worth_rolling() {
+                match writer.roll() {
+                    Ok(()) => {
+                        // Everything is delivered: restart on the fresh
+                        // segment and let the old one be deleted.
+                        pos = writer.end();
+                        self.reader.seek(pos);
+                    }
+                    Err(e) => tracing::warn!(
+                        sink = self.plan.name.as_str(),
+                        "cannot start a spool segment: {e}"
+                    ),
+                }
+            }
+        }
         self.confirmed = pos;
         *self
             .shared
@@ -465,12 +499,14 @@ impl Delivery {
             if now >= until {
                 break;
             }
+            self.shared.sleeping.store(true, Ordering::Relaxed);
             writer = self
                 .shared
                 .wake
                 .wait_timeout(writer, until - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            self.shared.sleeping.store(false, Ordering::Relaxed);
         }
     }
 

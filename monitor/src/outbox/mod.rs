@@ -71,7 +71,8 @@ pub struct Outputs {
 enum Output {
     Stdout,
     File(FileSink),
-    Syslog(Outbox),
+    /// With the spool directory to remove at exit when it is private.
+    Syslog(Outbox, Option<PathBuf>),
 }
 
 impl Outputs {
@@ -95,10 +96,29 @@ impl Outputs {
                     framing,
                     formatter,
                 } => {
-                    let dir = spool_dir(&config.state_dir, url);
-                    let lock = lock_spool(&dir).map_err(|e| {
+                    let mut dir = spool_dir(&config.state_dir, url);
+                    let mut private = false;
+                    let lock = match lock_spool(&dir) {
+                        Ok(lock) => Ok(lock),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            // Another dockwatch (a `run` beside a `replay`)
+                            // owns the spool: use one of our own, removed
+                            // at exit once delivered.
+                            let shared = dir.clone();
+                            dir.set_extension(format!("pid{}", std::process::id()));
+                            private = true;
+                            tracing::warn!(
+                                "spool {} is in use by another dockwatch; using {}",
+                                shared.display(),
+                                dir.display()
+                            );
+                            lock_spool(&dir)
+                        }
+                        Err(e) => Err(e),
+                    }
+                    .map_err(|e| {
                         ConfigError::new(format!(
-                            "output {url:?}: cannot use the spool {}: {e}; set state_dir to a writable directory that no other dockwatch uses",
+                            "output {url:?}: cannot use the spool {}: {e}; set state_dir to a writable directory",
                             dir.display()
                         ))
                     })?;
@@ -121,9 +141,10 @@ impl Outputs {
                         resend_bytes: config.outbox.resend_bytes,
                         host: host.clone(),
                     };
-                    Output::Syslog(Outbox::start(plan, writer, reader, lock).map_err(|e| {
+                    let outbox = Outbox::start(plan, writer, reader, lock).map_err(|e| {
                         ConfigError::new(format!("output {url:?}: cannot start delivery: {e}"))
-                    })?)
+                    })?;
+                    Output::Syslog(outbox, private.then_some(dir))
                 }
             };
             sinks.push(sink);
@@ -140,7 +161,7 @@ impl Outputs {
         let mut json_ready = false;
         for sink in &mut self.sinks {
             match sink {
-                Output::Syslog(outbox) => outbox.send(alert),
+                Output::Syslog(outbox, _) => outbox.send(alert),
                 Output::Stdout | Output::File(_) => {
                     if !json_ready {
                         self.line.clear();
@@ -172,7 +193,7 @@ impl Outputs {
                         tracing::error!("cannot reopen {}: {e}", file.path().display());
                     }
                 }
-                Output::Syslog(outbox) => outbox.reconnect(),
+                Output::Syslog(outbox, _) => outbox.reconnect(),
             }
         }
     }
@@ -180,7 +201,7 @@ impl Outputs {
     /// Whether every syslog sink has delivered all it accepted.
     pub fn delivered(&self) -> bool {
         self.sinks.iter().all(|s| match s {
-            Output::Syslog(outbox) => outbox.delivered(),
+            Output::Syslog(outbox, _) => outbox.delivered(),
             _ => true,
         })
     }
@@ -206,19 +227,22 @@ impl Outputs {
     /// [`Outputs::shutdown`] for callers without a runtime.
     pub fn shutdown_blocking(self) {
         let deadline = Instant::now() + self.shutdown_timeout;
-        let outboxes: Vec<Outbox> = self
+        let outboxes: Vec<(Outbox, Option<PathBuf>)> = self
             .sinks
             .into_iter()
             .filter_map(|s| match s {
-                Output::Syslog(outbox) => Some(outbox),
+                Output::Syslog(outbox, private) => Some((outbox, private)),
                 _ => None,
             })
             .collect();
-        for outbox in &outboxes {
+        for (outbox, _) in &outboxes {
             outbox.begin_shutdown(deadline);
         }
-        for outbox in outboxes {
-            outbox.join();
+        for (outbox, private) in outboxes {
+            let delivered = outbox.join();
+            if let (Some(dir), true) = (private, delivered) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }
@@ -275,10 +299,74 @@ fn lock_spool(dir: &Path) -> std::io::Result<std::fs::File> {
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(std::io::Error::other("another dockwatch process holds it"));
-        }
         return Err(err);
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FileRef;
+    use std::os::unix::net::UnixDatagram;
+
+    fn alert(n: u32) -> Alert {
+        let mut event = Event::new(Source::Ebpf, Action::OpenWrite);
+        event.file = Some(FileRef::new(format!("/etc/docker/{n}").into_bytes()));
+        let rule = Arc::new(RuleRef {
+            id: "r".into(),
+            name: "r".into(),
+            severity: Severity::Notice,
+            tags: Vec::new(),
+        });
+        Alert::new(event, rule, "h".into())
+    }
+
+    #[test]
+    fn delivers_in_order_and_a_second_process_gets_its_own_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("log");
+        let receiver = UnixDatagram::bind(&socket).unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let config = Config {
+            state_dir: dir.path().join("state"),
+            ..Config::default()
+        };
+        // Receive while sending: the socket queue holds only
+        // net.unix.max_dgram_qlen datagrams.
+        let reading = std::thread::spawn(move || {
+            let mut paths = Vec::new();
+            let mut buf = vec![0; 65536];
+            for _ in 0..51 {
+                let n = receiver.recv(&mut buf).unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+                paths.push(v["file"]["path"].as_str().unwrap().to_string());
+            }
+            paths
+        });
+        let url = format!("syslog+unix://{}?format=json", socket.display());
+        let mut first = Outputs::open(std::slice::from_ref(&url), &config).unwrap();
+        let mut second = Outputs::open(std::slice::from_ref(&url), &config).unwrap();
+        for n in 0..50 {
+            first.send(&alert(n));
+        }
+        second.send(&alert(1000));
+        assert!(first.wait_delivered(Duration::from_secs(5)));
+        assert!(second.wait_delivered(Duration::from_secs(5)));
+        first.shutdown_blocking();
+        second.shutdown_blocking();
+        let paths = reading.join().unwrap();
+        let ours: Vec<&String> = paths.iter().filter(|p| *p != "/etc/docker/1000").collect();
+        let want: Vec<String> = (0..50).map(|n| format!("/etc/docker/{n}")).collect();
+        assert_eq!(ours, want.iter().collect::<Vec<_>>());
+        assert!(paths.contains(&"/etc/docker/1000".to_string()));
+        // The private spool is gone once delivered; the shared one stays.
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("state/outbox"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
 }

@@ -83,7 +83,9 @@ impl SpoolWriter {
             file,
             segment,
             segment_len: 0,
-            segment_max,
+            // Several segments fit under the cap, so delivery frees space
+            // segment by segment.
+            segment_max: segment_max.min(cap / 8).max(4096),
             total,
             cap,
             dropped: 0,
@@ -93,7 +95,6 @@ impl SpoolWriter {
             dir: dir.to_path_buf(),
             pos: start,
             file: None,
-            buf: Vec::new(),
             cursor_file,
             deleted_below: oldest.unwrap_or(segment),
         };
@@ -108,10 +109,7 @@ impl SpoolWriter {
             return Ok(false);
         }
         if self.segment_len > 0 && self.segment_len + size > self.segment_max {
-            self.file.sync_data()?;
-            self.segment += 1;
-            self.file = create_segment(&self.dir, self.segment)?;
-            self.segment_len = 0;
+            self.roll()?;
         }
         scratch.clear();
         scratch.extend_from_slice(&(record.len() as u32).to_le_bytes());
@@ -121,6 +119,21 @@ impl SpoolWriter {
         self.total += size;
         self.unsynced = true;
         Ok(true)
+    }
+
+    /// Starts a new segment; the old one can go once delivered.
+    pub fn roll(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.file = create_segment(&self.dir, self.segment + 1)?;
+        self.segment += 1;
+        self.segment_len = 0;
+        Ok(())
+    }
+
+    /// Whether, everything being delivered, the current segment should be
+    /// closed so its space is freed.
+    pub fn worth_rolling(&self) -> bool {
+        self.segment_len > 0 && (self.segment_len >= self.segment_max / 4 || !self.has_room())
     }
 
     /// Just past the last record written.
@@ -149,7 +162,6 @@ pub struct SpoolReader {
     dir: PathBuf,
     pos: Pos,
     file: Option<(u64, File)>,
-    buf: Vec<u8>,
     cursor_file: File,
     /// Every segment below this number is already deleted.
     deleted_below: u64,
@@ -210,29 +222,27 @@ impl SpoolReader {
                 continue;
             }
             let file = &self.file.as_ref().expect("segment open").1;
-            self.buf.resize(want, 0);
-            let n = read_full_at(file, &mut self.buf, self.pos.offset)?;
+            // Records are read straight into the batch and sent from there.
+            batch.data.resize(want, 0);
+            let n = read_full_at(file, &mut batch.data, self.pos.offset)?;
+            let data = &batch.data[..n];
             let mut at = 0;
             while at + HEADER <= n {
-                let len =
-                    u32::from_le_bytes(self.buf[at..at + HEADER].try_into().unwrap()) as usize;
+                let len = u32::from_le_bytes(data[at..at + HEADER].try_into().unwrap()) as usize;
                 if len > RECORD_MAX {
                     tracing::warn!(
                         segment = self.pos.segment,
                         offset = self.pos.offset,
                         "corrupt spool record; skipping the rest of the segment"
                     );
+                    batch.records.clear();
                     self.next_segment();
                     return Ok(());
                 }
                 if at + HEADER + len > n {
                     break;
                 }
-                let start = batch.data.len();
-                batch
-                    .data
-                    .extend_from_slice(&self.buf[at + HEADER..at + HEADER + len]);
-                batch.records.push((start, batch.data.len()));
+                batch.records.push((at + HEADER, at + HEADER + len));
                 at += HEADER + len;
             }
             self.pos.offset += at as u64;
@@ -243,14 +253,13 @@ impl SpoolReader {
             // No whole record in the window: a record bigger than the
             // window, a segment's end, or a record torn by a crash.
             if n >= HEADER {
-                let len = u32::from_le_bytes(self.buf[..HEADER].try_into().unwrap()) as usize;
+                let len = u32::from_le_bytes(batch.data[..HEADER].try_into().unwrap()) as usize;
                 if HEADER + len <= limit && n == want {
                     // Larger than max_bytes: read it alone.
-                    let mut one = vec![0; HEADER + len];
-                    let got = read_full_at(file, &mut one, self.pos.offset)?;
-                    if got == one.len() {
-                        batch.data.extend_from_slice(&one[HEADER..]);
-                        batch.records.push((0, len));
+                    batch.data.resize(HEADER + len, 0);
+                    let got = read_full_at(file, &mut batch.data, self.pos.offset)?;
+                    if got == HEADER + len {
+                        batch.records.push((HEADER, HEADER + len));
                         self.pos.offset += got as u64;
                         batch.end = self.pos;
                         return Ok(());
@@ -420,6 +429,18 @@ mod tests {
         assert_eq!(got.first().map(String::as_str), Some("record-3"));
         assert_eq!(got.last().map(String::as_str), Some("record-9"));
         assert_eq!(got.len(), 7);
+    }
+
+    #[test]
+    fn a_record_larger_than_a_read_still_comes_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut scratch = Vec::new();
+        let (mut w, mut r) = SpoolWriter::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let big = "b".repeat(100);
+        w.append(b"small", &mut scratch).unwrap();
+        w.append(big.as_bytes(), &mut scratch).unwrap();
+        w.append(b"tail", &mut scratch).unwrap();
+        assert_eq!(drain(&mut r, w.end()), ["small", big.as_str(), "tail"]);
     }
 
     #[test]

@@ -1,8 +1,15 @@
-//! Event → matched rules → [`Alert`]. Correlation of the same action seen by
-//! both sources and flood aggregation live here too.
+//! Event → matched rules → [`Alert`], then the two stages that keep alerts
+//! few and whole: correlation of the same action seen by both sources
+//! ([`correlate`]) and flood aggregation ([`flood`]).
+//!
+//! Only rules make alerts here: events with no path (lost records, audit
+//! configuration changes) match none and are reported by their own stages.
+
+mod correlate;
+mod flood;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -10,38 +17,121 @@ use crate::alert::Alert;
 use crate::event::Event;
 use crate::rules::RuleSet;
 
+use correlate::Correlator;
+use flood::FloodControl;
+
 /// The `[pipeline]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PipelineConfig {}
+pub struct PipelineConfig {
+    /// How long an alert from one source waits for the same action from
+    /// the other, when both run (milliseconds).
+    pub correlation_window_ms: u64,
+    /// Most alerts held for correlation at once; past it the oldest leaves.
+    pub correlation_max_held: usize,
+    /// Alerts per rule, process and action passed individually per window.
+    pub flood_burst: u32,
+    /// Length of a flood window (milliseconds); 0 turns flood control off.
+    pub flood_window_ms: u64,
+    /// Most (rule, process, action) keys tracked; past it processes share
+    /// one key per rule.
+    pub flood_max_keys: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> PipelineConfig {
+        PipelineConfig {
+            correlation_window_ms: 500,
+            correlation_max_held: 16 * 1024,
+            flood_burst: 10,
+            flood_window_ms: 1000,
+            flood_max_keys: 64 * 1024,
+        }
+    }
+}
 
 pub struct Pipeline {
     rules: Arc<RuleSet>,
     host: Arc<str>,
+    correlator: Correlator,
+    flood: FloodControl,
+    /// Alerts between correlation and flood control (reused buffer).
+    staged: Vec<Alert>,
 }
 
 impl Pipeline {
-    pub fn new(rules: Arc<RuleSet>, _config: &PipelineConfig, host: Arc<str>) -> Pipeline {
-        Pipeline { rules, host }
+    pub fn new(rules: Arc<RuleSet>, config: &PipelineConfig, host: Arc<str>) -> Pipeline {
+        Pipeline {
+            rules,
+            host,
+            correlator: Correlator::new(
+                Duration::from_millis(config.correlation_window_ms),
+                config.correlation_max_held,
+            ),
+            flood: FloodControl::new(
+                config.flood_burst,
+                Duration::from_millis(config.flood_window_ms),
+                config.flood_max_keys,
+            ),
+            staged: Vec::new(),
+        }
+    }
+
+    /// Holds alerts for their twin from the other source: call with `true`
+    /// when both the eBPF and the audit source run.
+    pub fn correlating(mut self, both_sources: bool) -> Pipeline {
+        self.correlator.set_enabled(both_sources);
+        self
     }
 
     /// Feeds one event; alerts ready now are appended to `out`.
-    pub fn push(&mut self, event: Event, _now: Instant, out: &mut Vec<Alert>) {
+    pub fn push(&mut self, event: Event, now: Instant, out: &mut Vec<Alert>) {
         let mut matched = Vec::new();
         self.rules.matches(&event, &mut matched);
-        for rule in matched {
-            out.push(Alert::new(event.clone(), rule.clone(), self.host.clone()));
+        let Some((last, others)) = matched.split_last() else {
+            return;
+        };
+        for rule in others {
+            let alert = Alert::new(event.clone(), Arc::clone(rule), self.host.clone());
+            self.correlator.push(alert, now, &mut self.staged);
+        }
+        let alert = Alert::new(event, Arc::clone(last), self.host.clone());
+        self.correlator.push(alert, now, &mut self.staged);
+        for alert in self.staged.drain(..) {
+            self.flood.push(alert, now, out);
         }
     }
 
     /// When [`Pipeline::tick`] must next be called, if anything is held back.
     pub fn next_deadline(&self) -> Option<Instant> {
-        None
+        match (self.correlator.next_deadline(), self.flood.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Releases alerts whose windows have closed.
-    pub fn tick(&mut self, _now: Instant, _out: &mut Vec<Alert>) {}
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Alert>) {
+        self.correlator.tick(now, &mut self.staged);
+        for alert in self.staged.drain(..) {
+            self.flood.push(alert, now, out);
+        }
+        self.flood.tick(now, out);
+    }
 
     /// Releases everything held back (shutdown, end of replay).
-    pub fn flush(&mut self, _out: &mut Vec<Alert>) {}
+    pub fn flush(&mut self, out: &mut Vec<Alert>) {
+        self.correlator.flush(&mut self.staged);
+        let now = Instant::now();
+        for alert in self.staged.drain(..) {
+            self.flood.push(alert, now, out);
+        }
+        self.flood.flush(out);
+    }
+
+    /// Alerts held for correlation and flood keys tracked (for tests and
+    /// self-monitoring).
+    pub fn held(&self) -> (usize, usize) {
+        (self.correlator.held(), self.flood.tracked())
+    }
 }

@@ -68,6 +68,11 @@ impl RuleSet {
         self.matcher.matches(event, out)
     }
 
+    /// Every rule loaded, enabled or not, in load order.
+    pub fn rules(&self) -> impl Iterator<Item = (&Arc<RuleRef>, bool)> {
+        self.defs.iter().map(|d| (&d.info, d.enabled))
+    }
+
     /// Number of enabled rules.
     pub fn len(&self) -> usize {
         self.matcher.len()
@@ -108,7 +113,9 @@ pub fn command(action: crate::cli::RulesAction, dir: &Path) -> anyhow::Result<u8
     let text = match action {
         crate::cli::RulesAction::Lint => lint_summary(&rules, dir),
         crate::cli::RulesAction::List => list(&rules),
-        crate::cli::RulesAction::Auditctl => auditctl::render(&rules.watches(), dir),
+        crate::cli::RulesAction::Auditctl => auditctl::render(&rules.watches(), dir, |path| {
+            path.parent().is_none_or(Path::is_dir)
+        }),
     };
     print!("{text}");
     Ok(0)

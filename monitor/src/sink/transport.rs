@@ -68,7 +68,12 @@ impl Connection {
             Endpoint::Unix(path) => {
                 let dgram = UnixDatagram::unbound()?;
                 match dgram.connect(path) {
-                    Ok(()) => Socket::UnixDatagram(dgram),
+                    Ok(()) => {
+                        // A receiver that stops reading fills its queue;
+                        // give up and reconnect rather than hang.
+                        dgram.set_write_timeout(Some(IO_TIMEOUT))?;
+                        Socket::UnixDatagram(dgram)
+                    }
                     // The receiver listens on a stream socket (syslog-ng,
                     // rsyslog's imptcp on a path).
                     Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
@@ -240,6 +245,22 @@ mod tests {
         out.clear();
         frame(&mut out, Framing::Newline, b"abc");
         assert_eq!(out, b"abc\n");
+    }
+
+    #[test]
+    fn unix_stream_receivers_get_framed_records() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut conn = Connection::connect(&Endpoint::Unix(path), Framing::OctetCounting).unwrap();
+        assert!(!conn.is_datagram());
+        conn.send([&b"one"[..], b"three"].into_iter()).unwrap();
+        conn.close();
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut got = [0u8; 12];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"3 one5 three");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! dw-push --state-dir DIR --url URL... [--from N] [--count N] [--rate PER_SEC]
-//!         [--hostile] [--hold] [--wait SECS]
+//!         [--hostile] [--hold] [--wait SECS] [--spool-max-bytes N]
+//!         [--resend-bytes N]
+//!         [--tls-ca PEM --tls-cert PEM --tls-key PEM]
 //! ```
 //!
 //! Alert `i` has `file.path` `/etc/docker/seq/NNNNNNNN` (`i` in eight
@@ -36,6 +38,9 @@ fn main() {
     let mut state_dir = None;
     let (mut from, mut count, mut rate) = (0u64, 0u64, 0u64);
     let (mut hostile, mut hold, mut wait) = (false, false, 60u64);
+    let mut spool_max_bytes = None;
+    let mut resend_bytes = None;
+    let mut tls = dockwatch::sink::TlsConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -46,6 +51,13 @@ fn main() {
             "--count" => count = value().parse().expect("--count N"),
             "--rate" => rate = value().parse().expect("--rate N"),
             "--wait" => wait = value().parse().expect("--wait SECS"),
+            "--resend-bytes" => resend_bytes = Some(value().parse().expect("--resend-bytes N")),
+            "--spool-max-bytes" => {
+                spool_max_bytes = Some(value().parse().expect("--spool-max-bytes N"))
+            }
+            "--tls-ca" => tls.ca = Some(PathBuf::from(value())),
+            "--tls-cert" => tls.cert = Some(PathBuf::from(value())),
+            "--tls-key" => tls.key = Some(PathBuf::from(value())),
             "--hostile" => hostile = true,
             "--hold" => hold = true,
             _ => panic!("unknown argument {arg}"),
@@ -54,11 +66,18 @@ fn main() {
     // SAFETY: installs an async-signal-safe handler (one atomic store).
     unsafe { libc::signal(libc::SIGHUP, on_hangup as *const () as libc::sighandler_t) };
 
-    let config = Config {
+    let mut config = Config {
         host_name: Some("testhost".into()),
         state_dir: state_dir.expect("--state-dir DIR"),
+        tls,
         ..Config::default()
     };
+    if let Some(bytes) = resend_bytes {
+        config.outbox.resend_bytes = bytes;
+    }
+    if let Some(cap) = spool_max_bytes {
+        config.outbox.spool_max_bytes = cap;
+    }
     let mut outputs = match Outputs::open(&urls, &config) {
         Ok(outputs) => outputs,
         Err(e) => {

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::event::Event;
+use crate::event::{Action, Detail, Event, Source};
 use crate::source::EventSender;
 
 use super::assemble::Reassembler;
 use super::checkpoint::{Acks, Checkpoint, Checkpointer};
+use super::netlink::{self, Multicast, Received};
+use super::record::Record;
 use super::tail::{self, FileId, Position, Tailer};
 use super::AuditConfig;
 
@@ -26,6 +28,8 @@ pub struct Sender<'a> {
     stop: &'a AtomicBool,
     sent: Cell<u64>,
     failed: Cell<bool>,
+    /// When auditd last said it was stopping (DAEMON_END, DAEMON_ABORT).
+    daemon_end: Cell<Option<Instant>>,
 }
 
 impl<'a> Sender<'a> {
@@ -35,12 +39,19 @@ impl<'a> Sender<'a> {
             stop,
             sent: Cell::new(0),
             failed: Cell::new(false),
+            daemon_end: Cell::new(None),
         }
     }
 
     pub fn send(&self, event: Event) {
         if self.failed.get() {
             return;
+        }
+        report_in_log(&event);
+        if let Detail::AuditConfig { text, .. } = &event.detail {
+            if text.starts_with("DAEMON_END") || text.starts_with("DAEMON_ABORT") {
+                self.daemon_end.set(Some(Instant::now()));
+            }
         }
         let mut event = event;
         loop {
@@ -63,6 +74,13 @@ impl<'a> Sender<'a> {
                 }
             }
         }
+    }
+
+    /// auditd announced its end within the last few seconds.
+    pub fn auditd_said_goodbye(&self) -> bool {
+        self.daemon_end
+            .get()
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(5))
     }
 
     pub fn sent(&self) -> u64 {
@@ -88,6 +106,7 @@ pub fn follow_log(config: &AuditConfig, tx: EventSender, acks: Acks, stop: &Atom
         .map(|path| Checkpointer::new(path, acks));
     let sender = Sender::new(tx, stop);
     let mut emit = |event: Event| sender.send(event);
+    let mut watchdog = Watchdog::new(true);
     let log = config.log.clone();
     // The position after a line is only noted when that line sent events:
     // enough for exactness, and cheap on lines that complete nothing.
@@ -104,6 +123,7 @@ pub fn follow_log(config: &AuditConfig, tx: EventSender, acks: Acks, stop: &Atom
         };
         let progressed = tailer.poll(now, &mut reassembler, &mut emit, &mut progress);
         reassembler.expire(Instant::now(), &mut emit);
+        watchdog.poll(Instant::now(), sender.auditd_said_goodbye(), &mut emit);
         if let Some(cp) = checkpointer.as_mut() {
             for (sent, position) in notes.drain(..) {
                 cp.note(sent, position);
@@ -203,4 +223,140 @@ fn resume(log: &Path, cp: &Checkpoint, reassembler: &mut Reassembler) -> Tailer 
         Ok(position) => Tailer::resume(log, position, oldest.display().to_string()),
         Err(_) => Tailer::at_end(log),
     }
+}
+
+/// Runs the netlink multicast source until `stop` is set or the daemon
+/// stops listening.
+pub fn follow_netlink(
+    multicast: Multicast,
+    tx: EventSender,
+    stop: &AtomicBool,
+    beside_auditd: bool,
+) {
+    let mut multicast = multicast;
+    let mut reassembler = Reassembler::default();
+    let sender = Sender::new(tx, stop);
+    let mut emit = |event: Event| sender.send(event);
+    let mut watchdog = Watchdog::new(beside_auditd);
+    while !stop.load(Ordering::Relaxed) && !sender.failed() {
+        match multicast.recv() {
+            Ok(Received::Record(kind, payload)) => match Record::parse_payload(kind, payload) {
+                Ok(record) => reassembler.push(&record, 0, Some(Instant::now()), &mut emit),
+                Err(e) => tracing::warn!(
+                    "audit netlink: skipped a {kind} message: {e}: {:?}",
+                    String::from_utf8_lossy(&payload[..payload.len().min(200)])
+                ),
+            },
+            Ok(Received::Idle) => {}
+            Ok(Received::Overflow) => {
+                let mut event = Event::new(Source::Audit, Action::RecordsLost);
+                event.detail = Detail::Lost {
+                    count: 1,
+                    what: "audit netlink messages (receive buffer overflowed; at least one)",
+                };
+                emit(event);
+            }
+            Err(e) => {
+                tracing::error!("audit netlink: receive failed: {e}; the netlink source stops");
+                break;
+            }
+        }
+        let now = Instant::now();
+        reassembler.expire(now, &mut emit);
+        watchdog.poll(now, sender.auditd_said_goodbye(), &mut emit);
+    }
+    reassembler.flush(&mut emit);
+}
+
+/// Logs what an operator must see even without a rule for it: audit
+/// being reconfigured or stopped, and records lost.
+fn report_in_log(event: &Event) {
+    match &event.detail {
+        Detail::AuditConfig { op, text } => {
+            let p = &event.process;
+            let who = match (&p.exe, p.pid) {
+                (Some(exe), pid) => format!("pid {pid} ({})", String::from_utf8_lossy(exe)),
+                (None, 0) => "an unknown process".to_string(),
+                (None, pid) => format!("pid {pid}"),
+            };
+            let auid = p
+                .auid
+                .map_or_else(|| "unset".to_string(), |a| a.to_string());
+            tracing::warn!("audit configuration changed ({op}) by {who}, auid {auid}: {text}");
+        }
+        Detail::Lost { count, what } => tracing::warn!("lost {count} {what}"),
+        _ => {}
+    }
+}
+
+/// How often the kernel's audit status is read.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Watches the kernel's audit status for what no record reports: a rising
+/// `lost` counter, audit switched off, auditd gone without a DAEMON_END.
+struct Watchdog {
+    last: Option<netlink::Status>,
+    next: Instant,
+    disabled: bool,
+    /// Whether auditd is expected (log mode): its disappearance matters.
+    watch_auditd: bool,
+}
+
+impl Watchdog {
+    fn new(watch_auditd: bool) -> Watchdog {
+        Watchdog {
+            last: None,
+            next: Instant::now(),
+            disabled: false,
+            watch_auditd,
+        }
+    }
+
+    /// `announced`: auditd's own DAEMON_END was just seen, so its
+    /// disappearance is already reported.
+    fn poll(&mut self, now: Instant, announced: bool, emit: &mut dyn FnMut(Event)) {
+        if self.disabled || now < self.next {
+            return;
+        }
+        self.next = now + STATUS_INTERVAL;
+        let status = match netlink::status() {
+            Ok(status) => status,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the kernel's audit status ({e}); records the kernel drops will not be reported (needs CAP_AUDIT_CONTROL)"
+                );
+                self.disabled = true;
+                return;
+            }
+        };
+        if let Some(last) = self.last {
+            if status.lost > last.lost {
+                let mut event = Event::new(Source::Audit, Action::RecordsLost);
+                event.detail = Detail::Lost {
+                    count: u64::from(status.lost - last.lost),
+                    what: "audit records dropped by the kernel (lost counter)",
+                };
+                emit(event);
+            }
+            if last.enabled != 0 && status.enabled == 0 {
+                emit(config_event("audit_disabled", &status));
+            }
+            if self.watch_auditd && last.pid != 0 && status.pid == 0 && !announced {
+                emit(config_event("auditd_gone", &status));
+            }
+        }
+        self.last = Some(status);
+    }
+}
+
+fn config_event(op: &str, status: &netlink::Status) -> Event {
+    let mut event = Event::new(Source::Audit, Action::AuditConfig);
+    event.detail = Detail::AuditConfig {
+        op: op.to_string(),
+        text: format!(
+            "kernel audit status: enabled={} auditd pid={} lost={} backlog={}",
+            status.enabled, status.pid, status.lost, status.backlog
+        ),
+    };
+    event
 }

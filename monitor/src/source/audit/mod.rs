@@ -15,6 +15,7 @@ pub mod feed;
 pub mod group;
 pub mod lines;
 mod live;
+pub mod netlink;
 pub mod record;
 mod replay;
 pub mod syscalls;
@@ -55,6 +56,9 @@ pub struct AuditConfig {
     /// and no duplicate (e.g. `/var/lib/dockwatch/audit.checkpoint`). Off by
     /// default: without it, reading starts at the end of the log.
     pub checkpoint: Option<PathBuf>,
+    /// Netlink mode: whether an auditd is expected to run beside dockwatch
+    /// (its disappearance is then reported). Log mode always expects one.
+    pub expect_auditd: bool,
 }
 
 impl Default for AuditConfig {
@@ -63,6 +67,7 @@ impl Default for AuditConfig {
             mode: AuditMode::Log,
             log: PathBuf::from("/var/log/audit/audit.log"),
             checkpoint: None,
+            expect_auditd: true,
         }
     }
 }
@@ -80,7 +85,7 @@ impl AuditSource {
         let acks = Acks::default();
         let thread = match config.mode {
             AuditMode::Off => None,
-            AuditMode::Log | AuditMode::Netlink => {
+            AuditMode::Log => {
                 let config = config.clone();
                 let flag = stop.clone();
                 let acks = acks.clone();
@@ -88,6 +93,22 @@ impl AuditSource {
                     std::thread::Builder::new()
                         .name("audit-log".into())
                         .spawn(move || live::follow_log(&config, tx, acks, &flag))?,
+                )
+            }
+            AuditMode::Netlink => {
+                // Open here, so a missing privilege fails the start.
+                let multicast = netlink::Multicast::open(std::time::Duration::from_millis(50))
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot join the audit netlink multicast group: {e} (needs CAP_AUDIT_READ and a kernel with audit)"
+                        )
+                    })?;
+                let flag = stop.clone();
+                let beside_auditd = config.expect_auditd;
+                Some(
+                    std::thread::Builder::new()
+                        .name("audit-netlink".into())
+                        .spawn(move || live::follow_netlink(multicast, tx, &flag, beside_auditd))?,
                 )
             }
         };

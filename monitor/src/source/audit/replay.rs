@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::event::{AuditId, Event};
+use crate::event::{AuditId, Detail, Event};
 
 use super::assemble::Reassembler;
 use super::feed::Input;
@@ -37,12 +37,24 @@ pub fn replay(files: &[PathBuf], on_event: &mut dyn FnMut(Event)) -> anyhow::Res
     }
     sources.sort_by_key(|s| (s.first.is_none(), s.first, s.position));
     let mut reassembler = Reassembler::default();
+    // Gaps in an archive are worth knowing about whatever the rules say.
+    let mut emit = |event: Event| {
+        if let (Detail::Lost { count, what }, Some(id)) = (&event.detail, event.audit_id) {
+            tracing::warn!(
+                "{count} {what} before audit({}.{:03}:{})",
+                id.secs,
+                id.millis,
+                id.serial
+            );
+        }
+        on_event(event)
+    };
     for mut source in sources {
-        stream(&mut source, &mut reassembler, on_event)
+        stream(&mut source, &mut reassembler, &mut emit)
             .with_context(|| format!("reading {}", source.input.name))?;
         source.input.finish();
     }
-    reassembler.flush(on_event);
+    reassembler.flush(&mut emit);
     Ok(())
 }
 
