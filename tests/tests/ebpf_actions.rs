@@ -40,7 +40,12 @@ impl Watching {
         .unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
-            format!("[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n[sources.ebpf]\n{ebpf_config}\n"),
+            // Posture and flood control off: these tests count the probes'
+            // alerts only.
+            format!(
+                "[pipeline]\nflood_window_ms = 0\n[posture]\nenabled = false\n\
+                 [sources.audit]\nmode = \"off\"\n[sources.ebpf]\n{ebpf_config}\n"
+            ),
         )
         .unwrap();
         let p = dir.path();

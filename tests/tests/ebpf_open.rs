@@ -32,7 +32,8 @@ impl Setup {
         .unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
-            "[sources.audit]\nmode = \"off\"\n[posture]\nenabled = false\n",
+            "[sources.audit]\nmode = \"off\"\n[posture]\nenabled = false\n\
+             [pipeline]\nflood_window_ms = 0\n",
         )
         .unwrap();
         Setup { dir }
