@@ -37,6 +37,14 @@ fn capture(format: &str) {
     let (code, alerts, stderr) = audit_common::replay(&[&log]);
     assert_eq!(code, 0, "{stderr}");
     audit_common::check_scenario(&alerts);
+    // Loading the watches before the scenario is reported, naming auditctl.
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["rule"]["id"] == "audit-config-changed"
+                && a["process"]["executable"] == "/usr/sbin/auditctl"),
+        "no audit-config-changed alert for auditctl: {alerts:#?}"
+    );
     drop(auditd);
 }
 

@@ -242,6 +242,36 @@ fn shared_enriched_capture_replays_into_the_right_events() {
         warnings[0].ends_with("36 audit events (serial gap) before audit(1795869716.002:117)"),
         "{stderr}"
     );
+    // ... and as an alert of its own, beside one alert per event.
+    let (lost, alerts): (Vec<_>, Vec<_>) = alerts
+        .into_iter()
+        .partition(|a| a["event"]["action"] == "records_lost");
+    assert_eq!(lost.len(), 1, "{lost:#?}");
+    assert_eq!(lost[0]["rule"]["id"], "dockwatch-records-lost");
+    assert_eq!(lost[0]["dockwatch"]["lost"]["count"], 36, "{:#}", lost[0]);
+    // auditctl -w, a refused auditctl -W, auditctl -w: one alert each, the
+    // removal as tampering, each naming auditctl's pid.
+    let (config, alerts): (Vec<_>, Vec<_>) = alerts
+        .into_iter()
+        .partition(|a| a["event"]["action"] == "audit_config");
+    let config: Vec<(&str, &str, u64)> = config
+        .iter()
+        .map(|a| {
+            (
+                a["rule"]["id"].as_str().unwrap(),
+                a["event"]["outcome"].as_str().unwrap(),
+                a["process"]["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        config,
+        [
+            ("audit-config-changed", "success", 16790),
+            ("audit-tampered", "failure", 17150),
+            ("audit-config-changed", "success", 17152),
+        ]
+    );
     assert_eq!(alerts.len(), SHARED.len(), "{alerts:#?}");
     for &(serial, action, path, target, pid, ppid, exe) in SHARED {
         let a = by_serial(&alerts, serial).unwrap_or_else(|| panic!("no event {serial}"));

@@ -61,6 +61,21 @@ const CASES: &[Case] = &[
         says: "did not find expected ',' or ']'",
     },
     Case {
+        what: "list name given twice in one file",
+        files: &[("10.yaml", "lists:\n  engine: [/usr/bin/dockerd]\n  engine: [/usr/bin/podman]\n")],
+        at: "10.yaml:3:3",
+        says: "list `engine` is given twice in this section",
+    },
+    Case {
+        what: "field given twice in one rule",
+        files: &[(
+            "10.yaml",
+            "rules:\n  - id: r1\n    name: x\n    severity: warning\n    paths: [/etc/docker]\n    paths: [/etc/containerd]\n    actions: [open_write]\n",
+        )],
+        at: "10.yaml:2:5",
+        says: "duplicate field `paths`",
+    },
+    Case {
         what: "duplicate id across files",
         files: &[("10-a.yaml", GOOD), ("20-b.yaml", GOOD)],
         at: "20-b.yaml:2:9",

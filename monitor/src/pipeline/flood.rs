@@ -10,13 +10,14 @@
 //! closes by the clock or by event time, whichever comes first, so replaying
 //! an archive folds only what happened within a window of event time.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::alert::Alert;
 use crate::event::{Action, Source};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
     rule: usize,
     pid: u32,
@@ -39,8 +40,8 @@ pub(super) struct FloodControl {
     window: Duration,
     max_keys: usize,
     windows: HashMap<Key, Window>,
-    /// (end, key) in order of end; stale entries are skipped.
-    expiry: VecDeque<(Instant, Key)>,
+    /// (end, key), earliest first; entries of replaced windows are skipped.
+    expiry: BinaryHeap<Reverse<(Instant, Key)>>,
 }
 
 impl FloodControl {
@@ -50,7 +51,7 @@ impl FloodControl {
             window,
             max_keys: max_keys.max(1),
             windows: HashMap::new(),
-            expiry: VecDeque::new(),
+            expiry: BinaryHeap::new(),
         }
     }
 
@@ -80,7 +81,7 @@ impl FloodControl {
                     }
                 }
                 let ends = now + self.window;
-                self.expiry.push_back((ends, key));
+                self.expiry.push(Reverse((ends, key)));
                 self.windows.entry(key).or_insert(Window {
                     ends,
                     ends_event: at + self.window,
@@ -109,16 +110,16 @@ impl FloodControl {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.expiry.front().map(|(at, _)| *at)
+        self.expiry.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Closes windows that have ended, releasing their summaries.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Alert>) {
-        while let Some(&(at, key)) = self.expiry.front() {
+        while let Some(&Reverse((at, key))) = self.expiry.peek() {
             if at > now {
                 break;
             }
-            self.expiry.pop_front();
+            self.expiry.pop();
             let Some(window) = self.windows.get_mut(&key) else {
                 continue;
             };
@@ -132,7 +133,7 @@ impl FloodControl {
                     window.ends = at + self.window;
                     window.ends_event += self.window;
                     window.passed = self.burst;
-                    self.expiry.push_back((window.ends, key));
+                    self.expiry.push(Reverse((window.ends, key)));
                 }
                 None => {
                     self.windows.remove(&key);

@@ -2,11 +2,13 @@
 //! few and whole: correlation of the same action seen by both sources
 //! ([`correlate`]) and flood aggregation ([`flood`]).
 //!
-//! Only rules make alerts here: events with no path (lost records, audit
-//! configuration changes) match none and are reported by their own stages.
+//! Events with no path (lost records, audit configuration changes) match no
+//! rule; they become alerts of their own ([`own_reports`]) and skip
+//! correlation and flood control, which would only delay or fold them.
 
 mod correlate;
 mod flood;
+mod own_reports;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use crate::rules::RuleSet;
 
 use correlate::Correlator;
 use flood::FloodControl;
+use own_reports::OwnReports;
 
 /// The `[pipeline]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +58,7 @@ pub struct Pipeline {
     host: Arc<str>,
     correlator: Correlator,
     flood: FloodControl,
+    own: OwnReports,
     /// Alerts between correlation and flood control (reused buffer).
     staged: Vec<Alert>,
 }
@@ -73,6 +77,7 @@ impl Pipeline {
                 Duration::from_millis(config.flood_window_ms),
                 config.flood_max_keys,
             ),
+            own: OwnReports::new(),
             staged: Vec::new(),
         }
     }
@@ -86,6 +91,10 @@ impl Pipeline {
 
     /// Feeds one event; alerts ready now are appended to `out`.
     pub fn push(&mut self, event: Event, now: Instant, out: &mut Vec<Alert>) {
+        if let Some(rule) = self.own.rule_for(&event) {
+            out.push(Alert::new(event, Arc::clone(rule), self.host.clone()));
+            return;
+        }
         let mut matched = Vec::new();
         self.rules.matches(&event, &mut matched);
         let Some((last, others)) = matched.split_last() else {

@@ -213,7 +213,7 @@ pub(crate) fn load_files(paths: &[PathBuf]) -> Result<Vec<RuleDef>, ConfigError>
         let at = |node: NodePath| Origin { file, node };
         let root = NodePath::default();
 
-        for (name, items) in &parsed.lists {
+        for (name, items) in &parsed.lists.0 {
             let origin = at(root.key("lists").key_name(name));
             check_list_name(&files, name, &origin)?;
             if let Some((_, first)) = lists.get(name) {
@@ -228,7 +228,7 @@ pub(crate) fn load_files(paths: &[PathBuf]) -> Result<Vec<RuleDef>, ConfigError>
             let items = items_at(items, &root.key("lists").key(name), file);
             lists.insert(name.clone(), (items, origin));
         }
-        for (name, items) in &parsed.extend_lists {
+        for (name, items) in &parsed.extend_lists.0 {
             let origin = at(root.key("extend_lists").key_name(name));
             let Some((list, _)) = lists.get_mut(name) else {
                 return Err(files.error(
@@ -692,18 +692,20 @@ pub(crate) fn parse_path(text: &str) -> Result<PathPattern, String> {
             "path `{text}` is relative; events carry absolute paths, so it can never match: write it from / (e.g. /etc/docker)"
         ));
     }
-    let trimmed = if text.len() > 1 {
-        text.trim_end_matches('/')
-    } else {
-        text
+    // `/etc/docker/` is `/etc/docker`; `/` stays the root.
+    let trimmed = match text.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
     };
-    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-    for component in trimmed.split('/').skip(1).filter(|_| trimmed != "/") {
-        if component.is_empty() || component == "." || component == ".." {
-            return Err(format!(
-                "path `{text}` is not normalized (`//`, `.` or `..`); events carry normalized paths, so it can never match"
-            ));
-        }
+    let unnormalized = trimmed != "/"
+        && trimmed
+            .split('/')
+            .skip(1)
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if unnormalized {
+        return Err(format!(
+            "path `{text}` is not normalized (`//`, `.` or `..`); events carry normalized paths, so it can never match"
+        ));
     }
     if !is_glob(trimmed) {
         return Ok(PathPattern::Subtree(trimmed.as_bytes().to_vec()));

@@ -17,6 +17,8 @@ mod matcher;
 mod schema;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -97,9 +99,7 @@ impl RuleSet {
         merged
             .into_iter()
             .map(|((path, key), actions)| Watch {
-                path: PathBuf::from(
-                    <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path),
-                ),
+                path: PathBuf::from(OsString::from_vec(path)),
                 actions,
                 key: key.to_string(),
             })
@@ -123,14 +123,29 @@ pub fn command(action: crate::cli::RulesAction, dir: &Path) -> anyhow::Result<u8
 
 fn lint_summary(rules: &RuleSet, dir: &Path) -> String {
     let disabled = rules.defs.iter().filter(|d| !d.enabled).count();
-    format!(
+    let mut out = format!(
         "{}: {} files, {} rules ({} disabled), {} watched paths: no problems\n",
         dir.display(),
         rules.files.len(),
         rules.defs.len(),
         disabled,
         rules.watches().len()
-    )
+    );
+    // Not mistakes, but worth knowing: auditd and the kernel see everything
+    // under a glob's directory, and dockwatch filters.
+    for def in rules.defs.iter().filter(|d| d.enabled) {
+        for pattern in &def.paths {
+            if let load::PathPattern::Glob { glob, root } = pattern {
+                out.push_str(&format!(
+                    "note: {}: glob {} is watched as all of {}\n",
+                    def.info.id,
+                    glob.glob(),
+                    String::from_utf8_lossy(root)
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn list(rules: &RuleSet) -> String {

@@ -6,10 +6,10 @@
 //! that can never match) is checked in [`super::load`], which finds the
 //! position again through [`super::locate`].
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// One rule file. Every section is optional, so a file may hold only lists,
@@ -19,10 +19,10 @@ use serde::Deserialize;
 pub(super) struct RuleFile {
     /// Named lists, referenced from any list of values as `$name`.
     #[serde(default)]
-    pub lists: BTreeMap<String, Vec<Text>>,
+    pub lists: NamedLists,
     /// Items added to lists defined in this or an earlier file.
     #[serde(default)]
-    pub extend_lists: BTreeMap<String, Vec<Text>>,
+    pub extend_lists: NamedLists,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     /// Changes to rules defined in this or an earlier file, by id.
@@ -179,5 +179,67 @@ impl<'de> Deserialize<'de> for Text {
         }
 
         deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+/// `name: [items]` pairs in file order. A name given twice is an error at
+/// the second one: a map would silently keep only the last.
+#[derive(Debug, Default)]
+pub(super) struct NamedLists(pub Vec<(String, Vec<Text>)>);
+
+impl<'de> Deserialize<'de> for NamedLists {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<NamedLists, D::Error> {
+        struct ListsVisitor;
+
+        impl<'de> Visitor<'de> for ListsVisitor {
+            type Value = NamedLists;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of list names to lists")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NamedLists, A::Error> {
+                let mut seen = HashSet::new();
+                let mut lists = Vec::new();
+                while let Some(name) = map.next_key_seed(UniqueName { seen: &mut seen })? {
+                    lists.push((name, map.next_value()?));
+                }
+                Ok(NamedLists(lists))
+            }
+        }
+
+        deserializer.deserialize_map(ListsVisitor)
+    }
+}
+
+/// A list name, rejected (at its own position) when already seen.
+struct UniqueName<'a> {
+    seen: &'a mut HashSet<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueName<'_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        // Checked inside the visitor, so the error carries the position of
+        // this key rather than of the whole mapping.
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for UniqueName<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<String, E> {
+        if !self.seen.insert(name.to_string()) {
+            return Err(E::custom(format!(
+                "list `{name}` is given twice in this section; merge the two"
+            )));
+        }
+        Ok(name.to_string())
     }
 }

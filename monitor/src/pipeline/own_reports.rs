@@ -1,0 +1,117 @@
+//! Alerts dockwatch raises on its own, with no rule behind them: records a
+//! source lost, and the audit system being reconfigured or stopped. No rule
+//! file can switch these off, because a monitor that can be blinded without
+//! a trace is worse than none.
+
+use std::sync::Arc;
+
+use crate::alert::{RuleRef, Severity};
+use crate::event::{Action, Detail, Event};
+
+/// The built-in rules, built once.
+pub(super) struct OwnReports {
+    lost: Arc<RuleRef>,
+    tampered: Arc<RuleRef>,
+    changed: Arc<RuleRef>,
+}
+
+/// MITRE ATT&CK: Impair Defenses: Disable or Modify Linux Audit System.
+const ATTACK_AUDIT: &str = "attack:T1562.012";
+
+impl OwnReports {
+    pub(super) fn new() -> OwnReports {
+        let rule = |id: &str, name: &str, severity, tags: &[&str]| {
+            Arc::new(RuleRef {
+                id: id.to_string(),
+                name: name.to_string(),
+                severity,
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            })
+        };
+        OwnReports {
+            lost: rule(
+                "dockwatch-records-lost",
+                "Event records lost: activity may have gone unseen",
+                Severity::Error,
+                &[],
+            ),
+            tampered: rule(
+                "audit-tampered",
+                "Audit rules removed, audit disabled or auditd stopped",
+                Severity::Critical,
+                &[ATTACK_AUDIT],
+            ),
+            changed: rule(
+                "audit-config-changed",
+                "Audit configuration changed",
+                Severity::Notice,
+                &[ATTACK_AUDIT],
+            ),
+        }
+    }
+
+    /// The built-in rule for `event`, when it is one of dockwatch's own
+    /// reports rather than activity on a path.
+    pub(super) fn rule_for(&self, event: &Event) -> Option<&Arc<RuleRef>> {
+        match (&event.action, &event.detail) {
+            (Action::RecordsLost, _) => Some(&self.lost),
+            (Action::AuditConfig, Detail::AuditConfig { op, text }) => {
+                Some(if weakens_audit(op, text) {
+                    &self.tampered
+                } else {
+                    &self.changed
+                })
+            }
+            (Action::AuditConfig, _) => Some(&self.tampered),
+            _ => None,
+        }
+    }
+}
+
+/// Removing rules, disabling audit or stopping auditd; adding a watch or
+/// raising a limit only changes it.
+fn weakens_audit(op: &str, text: &str) -> bool {
+    op.contains("remove")
+        || op.contains("del")
+        || text.starts_with("DAEMON_END")
+        || text.starts_with("DAEMON_ABORT")
+        || text.contains("audit_enabled=0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+
+    fn config_change(op: &str, text: &str) -> Event {
+        let mut ev = Event::new(Source::Audit, Action::AuditConfig);
+        ev.detail = Detail::AuditConfig {
+            op: op.into(),
+            text: text.into(),
+        };
+        ev
+    }
+
+    #[test]
+    fn removals_and_shutdowns_are_tampering() {
+        let own = OwnReports::new();
+        let id = |ev: &Event| own.rule_for(ev).map(|r| r.id.clone());
+        let removed = config_change("remove_rule", "CONFIG_CHANGE op=remove_rule key=docker");
+        assert_eq!(id(&removed).as_deref(), Some("audit-tampered"));
+        let disabled = config_change("set", "CONFIG_CHANGE op=set audit_enabled=0 old=1");
+        assert_eq!(id(&disabled).as_deref(), Some("audit-tampered"));
+        let stopped = config_change("DAEMON_END", "DAEMON_END op=terminate");
+        assert_eq!(id(&stopped).as_deref(), Some("audit-tampered"));
+        let added = config_change("add_rule", "CONFIG_CHANGE op=add_rule key=docker");
+        assert_eq!(id(&added).as_deref(), Some("audit-config-changed"));
+    }
+
+    #[test]
+    fn losses_always_alert_and_path_events_are_left_to_rules() {
+        let own = OwnReports::new();
+        let lost = Event::new(Source::Ebpf, Action::RecordsLost);
+        assert_eq!(own.rule_for(&lost).unwrap().severity, Severity::Error);
+        let write = Event::new(Source::Ebpf, Action::OpenWrite);
+        assert!(own.rule_for(&write).is_none());
+    }
+}
