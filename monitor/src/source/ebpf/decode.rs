@@ -4,7 +4,7 @@
 //! back in order, converts the kernel's device numbers to `st_dev`'s
 //! encoding, and finds Docker's container id in the cgroup name.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use std::ffi::OsStr;
@@ -167,11 +167,36 @@ fn c_bytes(raw: &[u8]) -> Option<Bytes> {
     (end > 0).then(|| Bytes::copy_from_slice(&raw[..end]))
 }
 
+/// The wall-clock time of a kernel timestamp (`bpf_ktime_get_boot_ns`), so
+/// that an event keeps the time it happened, not the time it was read.
+pub fn wall_time(boot_ns: u64) -> SystemTime {
+    let now = SystemTime::now();
+    let Some(boot_now) = boot_time() else {
+        return now;
+    };
+    match boot_now.checked_sub(Duration::from_nanos(boot_ns)) {
+        Some(ago) => now.checked_sub(ago).unwrap_or(now),
+        None => now,
+    }
+}
+
+/// Time since boot, suspend included (`CLOCK_BOOTTIME`, the kernel's
+/// `bpf_ktime_get_boot_ns`).
+fn boot_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) into a timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 /// The event a record describes; `None` for an unknown operation code.
 pub fn event_of(rec: &Record) -> Option<Event> {
     let op = Op::from_u32(rec.op)?;
     let mut event = Event::new(Source::Ebpf, action_of(op));
-    event.time = SystemTime::now();
+    event.time = wall_time(rec.boot_ns);
     event.outcome = Outcome::from_return(rec.ret);
     event.file = file_ref(&rec.file);
     event.target = file_ref(&rec.target);
@@ -309,6 +334,17 @@ mod tests {
         };
         add_command_line(&mut stranger);
         assert_eq!(stranger.cmdline, None);
+    }
+
+    #[test]
+    fn kernel_timestamps_become_wall_times() {
+        let boot_ns = boot_time().unwrap().as_nanos() as u64;
+        let two_s_ago = wall_time(boot_ns - 2_000_000_000);
+        let age = SystemTime::now().duration_since(two_s_ago).unwrap();
+        assert!(
+            age >= Duration::from_secs(2) && age < Duration::from_secs(3),
+            "{age:?}"
+        );
     }
 
     #[test]
