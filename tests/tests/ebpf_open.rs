@@ -2,6 +2,7 @@
 //! the probes; a process opening daemon.json for write yields exactly one
 //! `open_write` alert naming that process, and nothing else does.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -117,6 +118,10 @@ fn open_for_write_of_a_watched_file_alerts_once_with_the_process() {
         "{alert:#}"
     );
     assert_eq!(alert["rule"]["id"], "test-watch", "{alert:#}");
+    let meta = std::fs::metadata(DAEMON_JSON).unwrap();
+    let device = format!("{}:{}", libc::major(meta.dev()), libc::minor(meta.dev()));
+    assert_eq!(alert["file"]["device"], device.as_str(), "{alert:#}");
+    assert_eq!(alert["file"]["inode"], meta.ino().to_string(), "{alert:#}");
     assert!(latency < Duration::from_secs(2), "took {latency:?}");
     assert!(Path::new(DAEMON_JSON).exists());
 }

@@ -73,13 +73,6 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
     (major << 20) | minor
 }
 
-/// The kernel's `s_dev` in `st_dev`'s encoding (`new_encode_dev`).
-pub fn user_dev(kdev: u64) -> u64 {
-    let major = kdev >> 20;
-    let minor = kdev & 0xf_ffff;
-    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
-}
-
 /// The absolute path of a kernel path buffer, or `None` when the kernel
 /// found no path.
 pub fn path_of(file: &FileRecord) -> Option<Bytes> {
@@ -136,7 +129,8 @@ fn file_ref(file: &FileRecord) -> Option<FileRef> {
     let mut f = FileRef::new(path);
     if file.ino != 0 && file.flags & PATH_BASE == 0 {
         f.inode = Some(file.ino);
-        f.dev = Some(user_dev(file.dev));
+        // MKDEV(major, minor), as the audit source and the alert expect.
+        f.dev = Some(file.dev);
         f.mode = Some(file.mode);
     }
     Some(f)
@@ -305,12 +299,11 @@ mod tests {
     }
 
     #[test]
-    fn device_numbers_round_trip() {
+    fn device_numbers_in_the_kernels_encoding() {
         let st_dev = libc::makedev(254, 1);
         assert_eq!(kernel_dev(st_dev), (254 << 20) | 1);
-        assert_eq!(user_dev(kernel_dev(st_dev)), st_dev);
         let big = libc::makedev(259, 70000);
-        assert_eq!(user_dev(kernel_dev(big)), big);
+        assert_eq!(kernel_dev(big), (259 << 20) | 70000);
     }
 
     #[test]

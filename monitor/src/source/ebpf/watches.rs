@@ -147,12 +147,11 @@ impl WatchSet {
         }
     }
 
-    /// The watch path of the watched object with this (`st_dev`, inode):
-    /// the same file reached by another name (a hard link).
-    pub fn object(&self, st_dev: u64, ino: u64) -> Option<&Path> {
-        self.objects
-            .get(&(kernel_dev(st_dev), ino))
-            .map(PathBuf::as_path)
+    /// The watch path of the watched object with this (device as the
+    /// kernel encodes it, inode): the same file reached by another name (a
+    /// hard link).
+    pub fn object(&self, dev: u64, ino: u64) -> Option<&Path> {
+        self.objects.get(&(dev, ino)).map(PathBuf::as_path)
     }
 
     /// The path to report for `path`, if it is watched: rewritten to the
