@@ -106,11 +106,22 @@ pub fn main() -> ExitCode {
     init_logging();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
+        // A reader that went away (`dockwatch rules list | head`) is not an
+        // error of ours: stop quietly, as other Unix tools do.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dockwatch: error: {e:#}");
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging() {

@@ -178,6 +178,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_parses() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/dockwatch.toml"
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        let cfg = Config::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.outputs, ["stdout", "syslog+unix:///dev/log"]);
+    }
+
+    #[test]
     fn empty_file_is_defaults() {
         let cfg = Config::parse(Path::new("c.toml"), "").unwrap();
         assert_eq!(cfg.state_dir, PathBuf::from(DEFAULT_STATE_DIR));

@@ -138,8 +138,11 @@ fn removing_audit_rules_and_stopping_auditd_are_reported_with_who() {
         .unwrap();
     assert!(line.contains("(/usr/sbin/auditctl)"), "{line}");
     assert!(line.contains("key=\"docker\""), "{line}");
+    let removed = tamper_alert(&run.alerts, "remove_rule");
+    assert_eq!(removed["process"]["executable"], "/usr/sbin/auditctl");
     drop(auditd);
     wait_for_log(&mut run.daemon, "audit configuration changed (terminate)");
+    tamper_alert(&run.alerts, "terminate");
     // The kernel status agrees auditd is gone, but DAEMON_END said so first.
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
@@ -162,8 +165,24 @@ fn auditd_killed_without_a_word_is_reported() {
     std::thread::sleep(Duration::from_millis(200));
     auditctl(&["-m", "dockwatch test: after auditd was killed"]);
     wait_for_log(&mut run.daemon, "audit configuration changed (auditd_gone)");
+    tamper_alert(&run.alerts, "auditd_gone");
     drop(run);
     drop(auditd);
+}
+
+/// The one `audit-tampered` alert for audit operation `op`, waited for.
+fn tamper_alert(alerts: &Path, op: &str) -> serde_json::Value {
+    let is_it =
+        |a: &serde_json::Value| a["rule"]["id"] == "audit-tampered" && a["audit"]["op"] == op;
+    let all = wait_for_alerts(alerts, Duration::from_secs(3), |all| all.iter().any(is_it));
+    let found: Vec<_> = all.iter().filter(|a| is_it(a)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one audit-tampered alert for {op}: {all:#?}"
+    );
+    assert_eq!(found[0]["rule"]["severity"], "critical");
+    found[0].clone()
 }
 
 /// The kernel's backlog settings, to restore after the loss test.
@@ -205,6 +224,18 @@ fn records_dropped_by_the_kernel_are_reported() {
     wait_for_log(
         &mut run.daemon,
         "audit records dropped by the kernel (lost counter)",
+    );
+    let alerts = wait_for_alerts(&run.alerts, Duration::from_secs(5), |a| {
+        a.iter()
+            .any(|a| a["rule"]["id"] == "dockwatch-records-lost")
+    });
+    let lost = alerts
+        .iter()
+        .find(|a| a["rule"]["id"] == "dockwatch-records-lost")
+        .expect("a records-lost alert");
+    assert!(
+        lost["dockwatch"]["lost"]["count"].as_u64().unwrap() >= 1,
+        "{lost}"
     );
     drop(run);
     drop(auditd);

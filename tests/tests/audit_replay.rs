@@ -477,6 +477,23 @@ fn bad_input_is_warned_about_by_file_and_line_and_processing_goes_on() {
 }
 
 #[test]
+fn a_damaged_gzip_file_costs_only_itself() {
+    let text = std::fs::read(fixture("scenario-raw.log")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("audit.log");
+    std::fs::write(&good, &text).unwrap();
+    let mut gz = gzip(b"type=CWD msg=audit(1.000:1): cwd=\"/\"\n");
+    gz.truncate(gz.len() / 2);
+    gz.extend_from_slice(b"garbage after the cut");
+    let bad = dir.path().join("audit.log.1.gz");
+    std::fs::write(&bad, gz).unwrap();
+    let (code, alerts, stderr) = replay(&[&bad, &good]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&bad.display().to_string()), "{stderr}");
+    check_scenario(&alerts);
+}
+
+#[test]
 fn a_missing_file_is_an_error_naming_it() {
     let (code, _, stderr) = replay(&[Path::new("/nonexistent/audit.log")]);
     assert_eq!(code, 2, "{stderr}");

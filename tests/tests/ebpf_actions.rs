@@ -450,6 +450,16 @@ fn lost_records_are_counted_and_reported() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(daemon_log().contains("records lost"), "{}", daemon_log());
+    let lost = wait_for_alerts(&w.alerts_file(), Duration::from_secs(2), |a| {
+        a.iter().any(|a| a["event"]["action"] == "records_lost")
+    });
+    let lost: Vec<&Value> = lost
+        .iter()
+        .filter(|a| a["event"]["action"] == "records_lost")
+        .collect();
+    assert!(!lost.is_empty(), "no records_lost alert");
+    assert_eq!(lost[0]["rule"]["id"], "dockwatch-records-lost");
+    assert!(lost[0]["dockwatch"]["lost"]["count"].as_u64().unwrap() > 0);
     let pid = sh(&format!("chmod 600 {DAEMON_JSON}"));
     w.expect("chmod", pid);
 }

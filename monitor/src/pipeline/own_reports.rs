@@ -73,6 +73,8 @@ impl OwnReports {
 fn weakens_audit(op: &str, text: &str) -> bool {
     op.contains("remove")
         || op.contains("del")
+        || op == "audit_disabled"
+        || op == "auditd_gone"
         || text.starts_with("DAEMON_END")
         || text.starts_with("DAEMON_ABORT")
         || text.contains("audit_enabled=0")
@@ -102,6 +104,8 @@ mod tests {
         assert_eq!(id(&disabled).as_deref(), Some("audit-tampered"));
         let stopped = config_change("DAEMON_END", "DAEMON_END op=terminate");
         assert_eq!(id(&stopped).as_deref(), Some("audit-tampered"));
+        let killed = config_change("auditd_gone", "kernel audit status: enabled=1 auditd pid=0");
+        assert_eq!(id(&killed).as_deref(), Some("audit-tampered"));
         let added = config_change("add_rule", "CONFIG_CHANGE op=add_rule key=docker");
         assert_eq!(id(&added).as_deref(), Some("audit-config-changed"));
     }

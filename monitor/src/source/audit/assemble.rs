@@ -230,12 +230,6 @@ impl Reassembler {
         self.report_gaps(seq, true, emit);
     }
 
-    /// Forgets kernel serial history: the input switched to an unrelated
-    /// stream (another host's log, a reboot).
-    pub fn reset_serials(&mut self) {
-        self.gaps = GapTracker::default();
-    }
-
     fn complete(&mut self, index: usize, emit: &mut Emit<'_>) {
         let Some(group) = self.open.remove(index) else {
             return;
@@ -406,5 +400,44 @@ mod tests {
         let (events, stats) = feed(&refs);
         assert_eq!(events.len(), 1);
         assert_eq!(stats.stragglers, 1);
+    }
+
+    #[test]
+    fn incomplete_events_are_bounded_and_still_emitted() {
+        let limits = Limits {
+            later_records: 1000,
+            max_open: 4,
+            max_records: 3,
+            ..Limits::default()
+        };
+        let mut r = Reassembler::new(limits);
+        let mut out = Vec::new();
+        // Ten events whose records keep coming: never complete by count.
+        for serial in 1..=10u64 {
+            let line = format!(
+                "type=SYSCALL msg=audit(10.000:{serial}): arch=c000003e syscall=90 success=yes exit=0 a1=1ff pid=1"
+            );
+            r.push(
+                &Record::parse_line(line.as_bytes()).unwrap(),
+                0,
+                None,
+                &mut |e| out.push(e),
+            );
+            assert!(r.open.len() <= 4, "open groups are bounded");
+        }
+        assert_eq!(out.len(), 6, "the oldest were emitted early");
+        // One event with too many records is emitted as it is.
+        for item in 0..5 {
+            let line = format!("type=PATH msg=audit(10.000:11): item={item} name=\"/x\"");
+            r.push(
+                &Record::parse_line(line.as_bytes()).unwrap(),
+                0,
+                None,
+                &mut |e| out.push(e),
+            );
+        }
+        r.flush(&mut |e| out.push(e));
+        assert_eq!(out.len(), 10, "lone PATH records make no event");
+        assert!(r.stats().forced >= 7);
     }
 }

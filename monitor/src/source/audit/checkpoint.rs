@@ -147,6 +147,8 @@ pub struct Checkpointer {
     waiting: VecDeque<(u64, Checkpoint)>,
     written: Option<Checkpoint>,
     last_write: Option<Instant>,
+    /// A failed write was reported; quiet until one succeeds again.
+    failing: bool,
 }
 
 impl Checkpointer {
@@ -157,6 +159,7 @@ impl Checkpointer {
             waiting: VecDeque::new(),
             written: None,
             last_write: None,
+            failing: false,
         }
     }
 
@@ -205,16 +208,78 @@ impl Checkpointer {
         }
         match cp.store(&self.path) {
             Ok(()) => {
+                if self.failing {
+                    tracing::info!("{}: audit checkpoint saved again", self.path.display());
+                }
+                self.failing = false;
                 self.written = Some(cp);
                 self.last_write = Some(Instant::now());
             }
             Err(e) => {
-                tracing::warn!(
-                    "{}: cannot save the audit checkpoint: {e}; a restart may repeat events",
-                    self.path.display()
-                );
+                if !self.failing {
+                    tracing::warn!(
+                        "{}: cannot save the audit checkpoint: {e}; until it can, a restart resumes from an older position and repeats events (is [sources.audit] checkpoint writable?)",
+                        self.path.display()
+                    );
+                }
+                self.failing = true;
                 self.last_write = Some(Instant::now());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position(offset: u64) -> Checkpoint {
+        Checkpoint {
+            log: PathBuf::from("/var/log/audit/audit.log"),
+            file: FileId { dev: 1, ino: 2 },
+            fingerprint: 3,
+            offset,
+            serial: Some(9),
+            done: vec![(1, 2, 3)],
+        }
+    }
+
+    #[test]
+    fn positions_are_saved_only_once_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/audit.checkpoint");
+        let acks = Acks::default();
+        let mut cp = Checkpointer::new(path.clone(), acks.clone());
+        cp.note(2, position(100));
+        cp.flush(true);
+        assert_eq!(
+            Checkpoint::load(&path),
+            None,
+            "2 events sent, none acknowledged"
+        );
+        acks.done();
+        acks.done();
+        cp.flush(true);
+        assert_eq!(Checkpoint::load(&path), Some(position(100)));
+        assert_eq!(Checkpoint::load(&path).unwrap().done_ids()[0].serial, 3);
+    }
+
+    #[test]
+    fn fingerprints_need_a_whole_first_line() {
+        assert_eq!(fingerprint_of(b"type=DAEMON_START msg=audit(1.0:1)"), 0);
+        assert_ne!(fingerprint_of(b"type=DAEMON_START\nmore"), 0);
+        assert_ne!(
+            fingerprint_of(b"a\n"),
+            fingerprint_of(b"b\n"),
+            "different first lines"
+        );
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.checkpoint");
+        std::fs::write(&path, "{not json").unwrap();
+        assert_eq!(Checkpoint::load(&path), None);
     }
 }

@@ -58,7 +58,13 @@ impl Group {
 
     pub fn push(&mut self, record: &Record<'_>) {
         let body = self.append(record.body);
-        let enriched = self.append(record.enriched);
+        // Only SYSCALL's interpretation is ever read (the syscall name, for
+        // architectures without a table); the rest need not be copied.
+        let enriched = if record.kind == RecordType::SYSCALL {
+            self.append(record.enriched)
+        } else {
+            0..0
+        };
         self.records.push(Stored {
             kind: record.kind,
             body,
@@ -85,7 +91,7 @@ impl Group {
         self.buf.len()
     }
 
-    /// The records, in arrival order.
+    /// The records, in arrival order. Only SYSCALL keeps its ENRICHED part.
     pub fn records(&self) -> impl Iterator<Item = Record<'_>> + '_ {
         self.records.iter().map(|s| Record {
             kind: s.kind,

@@ -201,7 +201,9 @@ fn resume(log: &Path, cp: &Checkpoint, reassembler: &mut Reassembler) -> Tailer 
                     cp.offset,
                     path.display()
                 );
-                return Tailer::resume(log, position, path.display().to_string());
+                // Line numbers in warnings count from the resume point.
+                let name = format!("{} (from byte {})", path.display(), cp.offset);
+                return Tailer::resume(log, position, name);
             }
             Err(e) => tracing::warn!("{}: cannot reopen: {e}", path.display()),
         }

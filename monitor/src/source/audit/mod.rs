@@ -2,10 +2,15 @@
 //! them into one [`Event`] per serial, and tails audit.log across rotation.
 //!
 //! The pieces, in the order data flows through them:
-//! [`lines`] splits input into bounded lines, [`record`] parses one record in
-//! place, [`assemble`] groups records into events (with [`group`] holding
-//! them meanwhile) and notices lost serials, [`translate`] turns a group into
-//! an [`Event`]. [`tail`] follows audit.log; [`replay`] reads archives.
+//! [`lines`] splits input into bounded lines and [`feed`] warns about what
+//! is not a record; [`record`] parses one record in place; [`assemble`]
+//! groups records into events (with [`group`] holding them meanwhile) and
+//! notices lost serials; [`translate`] turns a group into an [`Event`].
+//! Around them: [`tail`] follows audit.log across rotation, [`checkpoint`]
+//! saves where it is, [`netlink`] reads the kernel's multicast group and
+//! status, `live` runs either as the daemon's source, `replay` reads
+//! archives. Its own findings (audit tampered with, records lost) are
+//! events like the rest; the pipeline makes them alerts.
 //!
 //! [`Event`]: crate::event::Event
 

@@ -249,6 +249,9 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// The end of year 9999: later timestamps are corrupt, not audit records.
+const MAX_SECS: u64 = 253_402_300_799;
+
 /// `1795869685.242:59` → id.
 fn parse_id(s: &[u8]) -> Option<AuditId> {
     let dot = memchr(b'.', s)?;
@@ -257,8 +260,12 @@ fn parse_id(s: &[u8]) -> Option<AuditId> {
     if millis.is_empty() || millis.len() > 3 {
         return None;
     }
+    let secs = parse_dec(&s[..dot])?;
+    if secs > MAX_SECS {
+        return None;
+    }
     Some(AuditId {
-        secs: parse_dec(&s[..dot])?,
+        secs,
         millis: parse_dec(millis)? as u32,
         serial: parse_dec(&s[colon + 1..])?,
     })
@@ -284,48 +291,39 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
-    // Fields are short (a few bytes each), so plain byte loops beat memchr
+    // Fields are short (a few bytes each), so plain byte scans beat memchr
     // calls here; this is the innermost loop of every replay.
     fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
-        let bytes = self.rest;
-        let mut i = 0;
+        let mut rest = self.rest;
         loop {
-            while i < bytes.len() && bytes[i] == b' ' {
-                i += 1;
-            }
-            if i == bytes.len() {
-                self.rest = &bytes[i..];
+            let start = rest.iter().position(|&b| b != b' ')?;
+            rest = &rest[start..];
+            let Some(eq) = rest.iter().position(|&b| b == b'=' || b == b' ') else {
+                self.rest = &[];
                 return None;
-            }
-            let key_start = i;
-            while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b' ' {
-                i += 1;
-            }
-            if i == bytes.len() || bytes[i] == b' ' {
+            };
+            if rest[eq] == b' ' {
                 // A token without `=`: skip it.
+                rest = &rest[eq..];
                 continue;
             }
-            let key = &bytes[key_start..i];
-            i += 1;
-            match bytes.get(i) {
+            let key = &rest[..eq];
+            let after = &rest[eq + 1..];
+            match after.first() {
                 Some(b'\'') => {
                     // msg='op=… res=success': descend into the nested fields.
-                    i += 1;
+                    rest = &after[1..];
                     continue;
                 }
                 Some(b'"') => {
-                    let value_start = i;
-                    i = memchr(b'"', &bytes[i + 1..]).map_or(bytes.len(), |q| i + q + 2);
-                    self.rest = &bytes[i..];
-                    return Some((key, &bytes[value_start..i]));
+                    let len = memchr(b'"', &after[1..]).map_or(after.len(), |q| q + 2);
+                    self.rest = &after[len..];
+                    return Some((key, &after[..len]));
                 }
                 _ => {
-                    let value_start = i;
-                    while i < bytes.len() && bytes[i] != b' ' {
-                        i += 1;
-                    }
-                    self.rest = &bytes[i..];
-                    return Some((key, strip_quote_close(&bytes[value_start..i])));
+                    let len = after.iter().position(|&b| b == b' ').unwrap_or(after.len());
+                    self.rest = &after[len..];
+                    return Some((key, strip_quote_close(&after[..len])));
                 }
             }
         }
@@ -514,6 +512,11 @@ mod tests {
         );
         assert_eq!(
             Record::parse_line(b"type=CWD msg=audit(17958"),
+            Err(ParseError::BadId)
+        );
+        // Found by the fuzzer: a time past what SystemTime can hold.
+        assert_eq!(
+            Record::parse_line(b"type=CWD msg=audit(99999999999999999.000:1): cwd=\"/\""),
             Err(ParseError::BadId)
         );
     }

@@ -19,6 +19,9 @@ use super::feed::Input;
 use super::lines::LineReader;
 use super::record::Record;
 
+/// Serial gaps warned about one by one before they are only counted.
+const GAPS_SHOWN: u64 = 20;
+
 struct Source {
     input: Input,
     reader: Box<dyn Read>,
@@ -37,24 +40,39 @@ pub fn replay(files: &[PathBuf], on_event: &mut dyn FnMut(Event)) -> anyhow::Res
     }
     sources.sort_by_key(|s| (s.first.is_none(), s.first, s.position));
     let mut reassembler = Reassembler::default();
-    // Gaps in an archive are worth knowing about whatever the rules say.
+    // Gaps in an archive are worth knowing about whatever the rules say;
+    // past a few, they are only counted.
+    let mut gaps = 0u64;
+    let mut missing = 0u64;
     let mut emit = |event: Event| {
         if let (Detail::Lost { count, what }, Some(id)) = (&event.detail, event.audit_id) {
-            tracing::warn!(
-                "{count} {what} before audit({}.{:03}:{})",
-                id.secs,
-                id.millis,
-                id.serial
-            );
+            gaps += 1;
+            missing += count;
+            if gaps <= GAPS_SHOWN {
+                tracing::warn!(
+                    "{count} {what} before audit({}.{:03}:{})",
+                    id.secs,
+                    id.millis,
+                    id.serial
+                );
+            }
         }
         on_event(event)
     };
     for mut source in sources {
-        stream(&mut source, &mut reassembler, &mut emit)
-            .with_context(|| format!("reading {}", source.input.name))?;
+        // A damaged file (a truncated .gz, an I/O error) costs its rest,
+        // not the other files.
+        if let Err(e) = stream(&mut source, &mut reassembler, &mut emit) {
+            tracing::warn!("{}: {e}; skipping the rest of this file", source.input.name);
+        }
         source.input.finish();
     }
     reassembler.flush(&mut emit);
+    if gaps > GAPS_SHOWN {
+        tracing::warn!(
+            "{gaps} serial gaps in all, {missing} audit events missing (only the first {GAPS_SHOWN} gaps shown)"
+        );
+    }
     Ok(())
 }
 
@@ -81,9 +99,11 @@ fn open(path: &Path, position: usize) -> anyhow::Result<Source> {
         let chained = io::Cursor::new(head).chain(reader);
         reader = Box::new(flate2::read::MultiGzDecoder::new(chained));
         lines = LineReader::new(0);
-        lines
-            .fill(&mut reader)
-            .with_context(|| format!("cannot decompress {name}"))?;
+        if let Err(e) = lines.fill(&mut reader) {
+            tracing::warn!("{name}: cannot decompress: {e}; skipping this file");
+            reader = Box::new(io::empty());
+            lines = LineReader::new(0);
+        }
     }
     let first = first_id(lines.peek());
     Ok(Source {
