@@ -51,6 +51,7 @@ struct dentry {
 
 struct vfsmount {
 	struct dentry *mnt_root;
+	struct super_block *mnt_sb;
 } __attribute__((preserve_access_index));
 
 struct mount {
@@ -217,6 +218,19 @@ struct dentry *dw_vfsmount_root(struct vfsmount *m)
 	struct dentry *root = 0;
 	READ(root, m->mnt_root);
 	return root;
+}
+
+// Device of the file system mounted here: the same for every inode below
+// the mount's root, so a walk reads it once per mount, not per level.
+__u32 dw_vfsmount_dev(struct vfsmount *m)
+{
+	struct super_block *sb = 0;
+	__u32 dev = 0;
+	READ(sb, m->mnt_sb);
+	if (!sb)
+		return 0;
+	READ(dev, sb->s_dev);
+	return dev;
 }
 
 // `struct mount` embeds the `vfsmount` the rest of the kernel hands out;

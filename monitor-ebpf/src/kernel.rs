@@ -18,6 +18,7 @@ extern "C" {
     pub fn dw_inode_mode(inode: Ptr) -> u32;
     pub fn dw_inode_dev(inode: Ptr) -> u32;
     pub fn dw_vfsmount_root(mnt: Ptr) -> Ptr;
+    pub fn dw_vfsmount_dev(mnt: Ptr) -> u32;
     pub fn dw_vfsmount_parent(mnt: Ptr) -> Ptr;
     pub fn dw_vfsmount_mountpoint(mnt: Ptr) -> Ptr;
     pub fn dw_task_ppid(task: Ptr) -> u32;

@@ -41,6 +41,8 @@ struct Walk {
     dentry: Ptr,
     mnt: Ptr,
     root: Ptr,
+    /// `s_dev` of the current mount's file system.
+    dev: u64,
     mask: u32,
     level: u32,
     ops: u32,
@@ -54,7 +56,11 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
         let d = w.dentry;
         let inode = dw_dentry_inode(d);
         if !inode.is_null() {
-            if let Some(v) = WATCHES.get(key_of(inode)) {
+            let key = WatchKey {
+                dev: w.dev,
+                ino: dw_inode_ino(inode),
+            };
+            if let Some(v) = WATCHES.get(key) {
                 let ops = v.ops & w.mask;
                 if ops != 0
                     && (w.level == 0
@@ -74,6 +80,7 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
             w.dentry = dw_vfsmount_mountpoint(w.mnt);
             w.mnt = parent;
             w.root = dw_vfsmount_root(parent);
+            w.dev = dw_vfsmount_dev(parent) as u64;
         } else {
             let p = dw_dentry_parent(d);
             if p == d || p.is_null() {
@@ -97,6 +104,7 @@ pub fn watched_ops(dentry: Ptr, mnt: Ptr, mask: u32) -> u32 {
             dentry,
             mnt,
             root: dw_vfsmount_root(mnt),
+            dev: dw_vfsmount_dev(mnt) as u64,
             mask,
             level: 0,
             ops: 0,

@@ -2,6 +2,7 @@
 //! the probes; a process opening daemon.json for write yields exactly one
 //! `open_write` alert naming that process, and nothing else does.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -32,7 +33,8 @@ impl Setup {
         .unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
-            "[sources.audit]\nmode = \"off\"\n[posture]\nenabled = false\n",
+            "[sources.audit]\nmode = \"off\"\n[posture]\nenabled = false\n\
+             [pipeline]\nflood_window_ms = 0\n",
         )
         .unwrap();
         Setup { dir }
@@ -82,7 +84,16 @@ fn open_for_write_of_a_watched_file_alerts_once_with_the_process() {
 
     let started = Instant::now();
     let pid = sh(&format!("exec 3>> {DAEMON_JSON}"));
-    let alerts = wait_for_alerts(&setup.alerts(), Duration::from_secs(2), |a| !a.is_empty());
+    let ours = |alerts: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        alerts
+            .into_iter()
+            .filter(|a| a["rule"]["id"] == "test-watch")
+            .collect()
+    };
+    let alerts = wait_for_alerts(&setup.alerts(), Duration::from_secs(2), |a| {
+        a.iter().any(|a| a["rule"]["id"] == "test-watch")
+    });
+    let alerts = ours(alerts);
     let latency = started.elapsed();
     assert!(
         !alerts.is_empty(),
@@ -90,7 +101,7 @@ fn open_for_write_of_a_watched_file_alerts_once_with_the_process() {
     );
     // Anything late or duplicated would show up here.
     std::thread::sleep(Duration::from_millis(500));
-    let alerts = read_alerts(&setup.alerts());
+    let alerts = ours(read_alerts(&setup.alerts()));
     drop(daemon);
 
     assert_eq!(alerts.len(), 1, "exactly one alert expected: {alerts:#?}");
@@ -107,6 +118,10 @@ fn open_for_write_of_a_watched_file_alerts_once_with_the_process() {
         "{alert:#}"
     );
     assert_eq!(alert["rule"]["id"], "test-watch", "{alert:#}");
+    let meta = std::fs::metadata(DAEMON_JSON).unwrap();
+    let device = format!("{}:{}", libc::major(meta.dev()), libc::minor(meta.dev()));
+    assert_eq!(alert["file"]["device"], device.as_str(), "{alert:#}");
+    assert_eq!(alert["file"]["inode"], meta.ino().to_string(), "{alert:#}");
     assert!(latency < Duration::from_secs(2), "took {latency:?}");
     assert!(Path::new(DAEMON_JSON).exists());
 }

@@ -4,7 +4,7 @@
 //! back in order, converts the kernel's device numbers to `st_dev`'s
 //! encoding, and finds Docker's container id in the cgroup name.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use std::ffi::OsStr;
@@ -73,13 +73,6 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
     (major << 20) | minor
 }
 
-/// The kernel's `s_dev` in `st_dev`'s encoding (`new_encode_dev`).
-pub fn user_dev(kdev: u64) -> u64 {
-    let major = kdev >> 20;
-    let minor = kdev & 0xf_ffff;
-    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
-}
-
 /// The absolute path of a kernel path buffer, or `None` when the kernel
 /// found no path.
 pub fn path_of(file: &FileRecord) -> Option<Bytes> {
@@ -136,7 +129,8 @@ fn file_ref(file: &FileRecord) -> Option<FileRef> {
     let mut f = FileRef::new(path);
     if file.ino != 0 && file.flags & PATH_BASE == 0 {
         f.inode = Some(file.ino);
-        f.dev = Some(user_dev(file.dev));
+        // MKDEV(major, minor), as the audit source and the alert expect.
+        f.dev = Some(file.dev);
         f.mode = Some(file.mode);
     }
     Some(f)
@@ -167,11 +161,36 @@ fn c_bytes(raw: &[u8]) -> Option<Bytes> {
     (end > 0).then(|| Bytes::copy_from_slice(&raw[..end]))
 }
 
+/// The wall-clock time of a kernel timestamp (`bpf_ktime_get_boot_ns`), so
+/// that an event keeps the time it happened, not the time it was read.
+pub fn wall_time(boot_ns: u64) -> SystemTime {
+    let now = SystemTime::now();
+    let Some(boot_now) = boot_time() else {
+        return now;
+    };
+    match boot_now.checked_sub(Duration::from_nanos(boot_ns)) {
+        Some(ago) => now.checked_sub(ago).unwrap_or(now),
+        None => now,
+    }
+}
+
+/// Time since boot, suspend included (`CLOCK_BOOTTIME`, the kernel's
+/// `bpf_ktime_get_boot_ns`).
+fn boot_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) into a timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 /// The event a record describes; `None` for an unknown operation code.
 pub fn event_of(rec: &Record) -> Option<Event> {
     let op = Op::from_u32(rec.op)?;
     let mut event = Event::new(Source::Ebpf, action_of(op));
-    event.time = SystemTime::now();
+    event.time = wall_time(rec.boot_ns);
     event.outcome = Outcome::from_return(rec.ret);
     event.file = file_ref(&rec.file);
     event.target = file_ref(&rec.target);
@@ -199,6 +218,28 @@ pub fn event_of(rec: &Record) -> Option<Event> {
         parent_exe: None,
     };
     Some(event)
+}
+
+/// Adds the command line from /proc while the process still runs. The
+/// kernel record cannot carry it cheaply; a process that has exited (or a
+/// pid already reused, told apart by its comm) keeps `None` rather than a
+/// wrong value.
+pub fn add_command_line(process: &mut Process) {
+    let dir = PathBuf::from(format!("/proc/{}", process.pid));
+    let Ok(comm) = std::fs::read(dir.join("comm")) else {
+        return;
+    };
+    let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
+    if process.comm.as_deref() != Some(comm) {
+        return;
+    }
+    let Ok(raw) = std::fs::read(dir.join("cmdline")) else {
+        return;
+    };
+    let args: Vec<&[u8]> = raw.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+    if !args.is_empty() {
+        process.cmdline = Some(Bytes::from(args.join(&b' ')));
+    }
 }
 
 #[cfg(test)]
@@ -258,12 +299,45 @@ mod tests {
     }
 
     #[test]
-    fn device_numbers_round_trip() {
+    fn device_numbers_in_the_kernels_encoding() {
         let st_dev = libc::makedev(254, 1);
         assert_eq!(kernel_dev(st_dev), (254 << 20) | 1);
-        assert_eq!(user_dev(kernel_dev(st_dev)), st_dev);
         let big = libc::makedev(259, 70000);
-        assert_eq!(user_dev(kernel_dev(big)), big);
+        assert_eq!(kernel_dev(big), (259 << 20) | 70000);
+    }
+
+    #[test]
+    fn command_line_of_a_live_process_and_none_for_a_stranger() {
+        let mut me = Process {
+            pid: std::process::id(),
+            comm: Some(Bytes::from(
+                std::fs::read_to_string("/proc/self/comm")
+                    .unwrap()
+                    .trim_end()
+                    .to_string(),
+            )),
+            ..Process::default()
+        };
+        add_command_line(&mut me);
+        assert!(me.cmdline.is_some());
+        let mut stranger = Process {
+            pid: std::process::id(),
+            comm: Some(Bytes::from_static(b"not-this-one")),
+            ..Process::default()
+        };
+        add_command_line(&mut stranger);
+        assert_eq!(stranger.cmdline, None);
+    }
+
+    #[test]
+    fn kernel_timestamps_become_wall_times() {
+        let boot_ns = boot_time().unwrap().as_nanos() as u64;
+        let two_s_ago = wall_time(boot_ns - 2_000_000_000);
+        let age = SystemTime::now().duration_since(two_s_ago).unwrap();
+        assert!(
+            age >= Duration::from_secs(2) && age < Duration::from_secs(3),
+            "{age:?}"
+        );
     }
 
     #[test]

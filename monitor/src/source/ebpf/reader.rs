@@ -80,6 +80,7 @@ pub async fn read_records(
             };
             structural |= is_structural(event.action);
             if keep_watched(&mut event, watches.current()) {
+                decode::add_command_line(&mut event.process);
                 batch.push(event);
             } else {
                 stats.filtered.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +129,13 @@ fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
         .flatten()
     {
         let path = Path::new(OsStr::from_bytes(&file.path));
-        if let Some(spelled) = set.classify(path) {
+        let spelled = set.classify(path).or_else(|| {
+            // The watched file itself under another name (a hard link):
+            // report it by the name the rules watch.
+            let (dev, ino) = (file.dev?, file.inode?);
+            set.object(dev, ino).map(Path::to_path_buf)
+        });
+        if let Some(spelled) = spelled {
             watched = true;
             if spelled != path {
                 file.path = Bytes::from(spelled.into_os_string().into_vec());

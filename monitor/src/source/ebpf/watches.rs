@@ -51,6 +51,8 @@ pub struct WatchSet {
     /// Trie entries: `P\0` (the object) and `P/` (below a directory).
     pub paths: BTreeMap<Vec<u8>, WatchValue>,
     pub ancestors: BTreeSet<(u64, u64)>,
+    /// The watched objects that exist, by inode, with their watch path.
+    pub objects: BTreeMap<(u64, u64), PathBuf>,
     /// Watch paths that do not exist now.
     pub pending: Vec<PathBuf>,
     /// Watch paths that cannot be used, with the reason.
@@ -85,6 +87,9 @@ impl WatchSet {
         let is_dir = meta.as_ref().map(|m| m.is_dir()).unwrap_or(true);
         match &meta {
             Ok(meta) => {
+                self.objects
+                    .entry(key_of(meta))
+                    .or_insert_with(|| spelled.to_path_buf());
                 let value = self.keys.entry(key_of(meta)).or_default();
                 value.ops |= ops;
                 if meta.is_dir() {
@@ -107,7 +112,7 @@ impl WatchSet {
                 if let Some(dir) = resolved.ancestors().skip(1).find(|d| d.is_dir()) {
                     if let Ok(meta) = std::fs::metadata(dir) {
                         let value = self.keys.entry(key_of(&meta)).or_default();
-                        value.ops |= STRUCTURAL | (ops & Op::OpenWrite.bit());
+                        value.ops |= STRUCTURAL;
                         value.flags |= WATCH_CHILDREN;
                     }
                 }
@@ -140,6 +145,13 @@ impl WatchSet {
         if !self.table.contains(&entry) {
             self.table.push(entry);
         }
+    }
+
+    /// The watch path of the watched object with this (device as the
+    /// kernel encodes it, inode): the same file reached by another name (a
+    /// hard link).
+    pub fn object(&self, dev: u64, ino: u64) -> Option<&Path> {
+        self.objects.get(&(dev, ino)).map(PathBuf::as_path)
     }
 
     /// The path to report for `path`, if it is watched: rewritten to the
