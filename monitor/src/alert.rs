@@ -206,8 +206,11 @@ fn write_file(out: &mut Vec<u8>, file: &FileRef) {
     }
     if let Some(mode) = file.mode {
         out.extend_from_slice(b",\"mode\":\"");
+        // Four octal digits by hand: `format!` allocated once per alert.
         let perm = mode & 0o7777;
-        out.extend_from_slice(format!("{perm:04o}").as_bytes());
+        out.extend(
+            [9, 6, 3, 0].map(|shift| b'0' + ((perm >> shift) & 0o7) as u8),
+        );
         out.push(b'"');
     }
     if let Some(uid) = file.uid {

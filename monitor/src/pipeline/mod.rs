@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::alert::Alert;
 use crate::event::Event;
+use crate::alert::RuleRef;
 use crate::rules::RuleSet;
 
 use correlate::Correlator;
@@ -61,6 +62,10 @@ pub struct Pipeline {
     own: OwnReports,
     /// Alerts between correlation and flood control (reused buffer).
     staged: Vec<Alert>,
+    /// The allocation of the per-event list of matched rules, kept between
+    /// events (a fresh Vec per event showed in replay profiles). It holds
+    /// no elements between calls; see [`recycle`].
+    matched: Vec<&'static Arc<RuleRef>>,
 }
 
 impl Pipeline {
@@ -79,6 +84,7 @@ impl Pipeline {
             ),
             own: OwnReports::new(),
             staged: Vec::new(),
+            matched: Vec::new(),
         }
     }
 
@@ -95,9 +101,10 @@ impl Pipeline {
             out.push(Alert::new(event, Arc::clone(rule), self.host.clone()));
             return;
         }
-        let mut matched = Vec::new();
+        let mut matched = recycle(std::mem::take(&mut self.matched));
         self.rules.matches(&event, &mut matched);
         let Some((last, others)) = matched.split_last() else {
+            self.matched = recycle(matched);
             return;
         };
         for rule in others {
@@ -109,6 +116,7 @@ impl Pipeline {
         for alert in self.staged.drain(..) {
             self.flood.push(alert, now, out);
         }
+        self.matched = recycle(matched);
     }
 
     /// When [`Pipeline::tick`] must next be called, if anything is held back.
@@ -143,4 +151,12 @@ impl Pipeline {
     pub fn held(&self) -> (usize, usize) {
         (self.correlator.held(), self.flood.tracked())
     }
+}
+
+/// Empties `v` and hands back its allocation as a Vec of another lifetime.
+/// An empty `into_iter().collect()` between same-sized types reuses the
+/// buffer in place, so the matched-rules list allocates once, not per event.
+fn recycle<'a, 'b>(mut v: Vec<&'a Arc<RuleRef>>) -> Vec<&'b Arc<RuleRef>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!()).collect()
 }
