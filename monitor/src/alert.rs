@@ -208,9 +208,7 @@ fn write_file(out: &mut Vec<u8>, file: &FileRef) {
         out.extend_from_slice(b",\"mode\":\"");
         // Four octal digits by hand: `format!` allocated once per alert.
         let perm = mode & 0o7777;
-        out.extend(
-            [9, 6, 3, 0].map(|shift| b'0' + ((perm >> shift) & 0o7) as u8),
-        );
+        out.extend([9, 6, 3, 0].map(|shift| b'0' + ((perm >> shift) & 0o7) as u8));
         out.push(b'"');
     }
     if let Some(uid) = file.uid {
@@ -373,9 +371,29 @@ pub fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Bytes `escape_utf8` must rewrite: controls, DEL, `"` and `\\`.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[0x7f] = true;
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 fn escape_utf8(out: &mut Vec<u8>, s: &[u8]) {
+    // Most strings need no escape at all: one table scan finds that, and
+    // the bytes go out in a single copy.
+    let Some(first) = s.iter().position(|&b| NEEDS_ESCAPE[b as usize]) else {
+        out.extend_from_slice(s);
+        return;
+    };
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
+    for (i, &b) in s.iter().enumerate().skip(first) {
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",

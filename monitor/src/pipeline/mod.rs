@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::alert::Alert;
-use crate::event::Event;
 use crate::alert::RuleRef;
+use crate::event::Event;
 use crate::rules::RuleSet;
 
 use correlate::Correlator;
