@@ -156,7 +156,7 @@ impl Pipeline {
 /// Empties `v` and hands back its allocation as a Vec of another lifetime.
 /// An empty `into_iter().collect()` between same-sized types reuses the
 /// buffer in place, so the matched-rules list allocates once, not per event.
-fn recycle<'a, 'b>(mut v: Vec<&'a Arc<RuleRef>>) -> Vec<&'b Arc<RuleRef>> {
+fn recycle<'b>(mut v: Vec<&Arc<RuleRef>>) -> Vec<&'b Arc<RuleRef>> {
     v.clear();
     v.into_iter().map(|_| unreachable!()).collect()
 }
