@@ -123,7 +123,7 @@ pub struct FileRef {
     /// Absolute, normalized path (no `.`/`..`, no duplicate slashes).
     pub path: Bytes,
     pub inode: Option<u64>,
-    /// Device number as the kernel encodes it (`new_encode_dev`).
+    /// Device number as the kernel keeps it internally (`MKDEV`: major << 20 | minor).
     pub dev: Option<u64>,
     /// Mode bits (type and permissions) as `st_mode`: for chmod, the new mode.
     pub mode: Option<u32>,
