@@ -73,6 +73,7 @@ async fn run_async(
     watches.extend(posture.iter().flat_map(Posture::watches));
 
     let mut started = Vec::new();
+    // Held, not read: dropping a source stops it.
     let _ebpf = if config.sources.ebpf.enabled {
         match EbpfSource::start(&config.sources.ebpf, &watches, tx.clone()).await {
             Ok(source) => {
@@ -87,7 +88,7 @@ async fn run_async(
     } else {
         None
     };
-    let _audit = if config.sources.audit.mode != AuditMode::Off {
+    let audit = if config.sources.audit.mode != AuditMode::Off {
         match AuditSource::start(&config.sources.audit, tx.clone()).await {
             Ok(source) => {
                 started.push("audit");
@@ -103,7 +104,7 @@ async fn run_async(
     };
     drop(tx);
     // Audit checkpoints advance only past events handled here.
-    let audit_acks = _audit.as_ref().map(AuditSource::acks);
+    let audit_acks = audit.as_ref().map(AuditSource::acks);
     if started.is_empty() {
         return Err(ConfigError::new(
             "no event source could start (see the errors above); enable [sources.ebpf] or [sources.audit]",

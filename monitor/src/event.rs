@@ -85,6 +85,31 @@ actions! {
     AlertsDropped = "alerts_dropped",
 }
 
+impl Action {
+    /// Changes to a file's content, name or existence: what auditd records
+    /// under a watch's `-p w`.
+    pub const WRITE_CLASS: &'static [Action] = &[
+        Action::OpenWrite,
+        Action::Write,
+        Action::Truncate,
+        Action::Rename,
+        Action::Unlink,
+        Action::Create,
+        Action::Link,
+        Action::Symlink,
+        Action::Mkdir,
+        Action::Mknod,
+    ];
+
+    /// Changes to a file's attributes: auditd's `-p a`.
+    pub const ATTR_CLASS: &'static [Action] = &[Action::Chmod, Action::Chown, Action::Setxattr];
+
+    /// Whether this action can change a file (either class above).
+    pub fn changes_files(self) -> bool {
+        Action::WRITE_CLASS.contains(&self) || Action::ATTR_CLASS.contains(&self)
+    }
+}
+
 /// Success or failure of the system call, with the errno on failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Outcome {
@@ -123,7 +148,7 @@ pub struct FileRef {
     /// Absolute, normalized path (no `.`/`..`, no duplicate slashes).
     pub path: Bytes,
     pub inode: Option<u64>,
-    /// Device number as the kernel encodes it (`new_encode_dev`).
+    /// Device number as the kernel keeps it internally (`MKDEV`: major << 20 | minor).
     pub dev: Option<u64>,
     /// Mode bits (type and permissions) as `st_mode`: for chmod, the new mode.
     pub mode: Option<u32>,

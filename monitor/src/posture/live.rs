@@ -28,23 +28,6 @@ pub const WATCH_KEY: &str = "dockwatch-posture";
 /// Longest a burst of events may postpone a re-check.
 const MAX_SETTLE: Duration = Duration::from_secs(2);
 
-/// Actions that can change what a check reads.
-const CHANGES: &[Action] = &[
-    Action::OpenWrite,
-    Action::Write,
-    Action::Truncate,
-    Action::Chmod,
-    Action::Chown,
-    Action::Setxattr,
-    Action::Rename,
-    Action::Unlink,
-    Action::Create,
-    Action::Link,
-    Action::Symlink,
-    Action::Mkdir,
-    Action::Mknod,
-];
-
 /// One file a group depends on, as configured and as the kernel names it.
 struct Dependency {
     path: PathBuf,
@@ -111,7 +94,10 @@ impl Posture {
 
     /// Files and directories the sources must watch for posture.
     pub fn watches(&self) -> Vec<Watch> {
-        let actions = CHANGES.iter().fold(0, |m, a| m | a.bit());
+        let actions = Action::WRITE_CLASS
+            .iter()
+            .chain(Action::ATTR_CLASS)
+            .fold(0, |m, a| m | a.bit());
         let mut paths: Vec<&PathBuf> = self
             .deps
             .iter()
@@ -183,7 +169,7 @@ impl Posture {
         if event.action == Action::AuditConfig {
             return vec![Group::Audit];
         }
-        if !CHANGES.contains(&event.action) {
+        if !event.action.changes_files() {
             return Vec::new();
         }
         let paths: Vec<&Path> = event

@@ -12,22 +12,6 @@ use std::path::Path;
 use super::Watch;
 use crate::event::Action;
 
-/// Actions that auditd records under `-p w`.
-const WRITE_CLASS: &[Action] = &[
-    Action::OpenWrite,
-    Action::Write,
-    Action::Truncate,
-    Action::Rename,
-    Action::Unlink,
-    Action::Create,
-    Action::Link,
-    Action::Symlink,
-    Action::Mkdir,
-    Action::Mknod,
-];
-/// Actions that auditd records under `-p a`.
-const ATTR_CLASS: &[Action] = &[Action::Chmod, Action::Chown, Action::Setxattr];
-
 fn any_of(mask: u32, actions: &[Action]) -> bool {
     actions.iter().any(|a| mask & a.bit() != 0)
 }
@@ -104,10 +88,10 @@ pub(crate) fn render(
             continue;
         }
         let mut perms = String::new();
-        if any_of(merged.actions, WRITE_CLASS) {
+        if any_of(merged.actions, Action::WRITE_CLASS) {
             perms.push('w');
         }
-        if any_of(merged.actions, ATTR_CLASS) {
+        if any_of(merged.actions, Action::ATTR_CLASS) {
             perms.push('a');
         }
         if merged.actions & Action::Exec.bit() != 0 {
