@@ -614,23 +614,7 @@ impl Resolver<'_> {
         field: &Option<(Vec<Item>, Origin)>,
         kind: ValueKind,
     ) -> Result<Option<Vec<ValuePattern>>, ConfigError> {
-        let Some((items, origin)) = field else {
-            return Ok(None);
-        };
-        let items = self.expand(items)?;
-        if items.is_empty() {
-            return Err(self.files.error(
-                origin,
-                "empty list: no process can match it; remove the field to accept any",
-            ));
-        }
-        items
-            .iter()
-            .map(|item| {
-                parse_value(&item.text, kind).map_err(|m| self.files.error(&item.origin, m))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+        self.process_list(field, |text| parse_value(text, kind))
     }
 
     fn ids(
@@ -638,6 +622,20 @@ impl Resolver<'_> {
         field: &Option<(Vec<Item>, Origin)>,
         what: &str,
     ) -> Result<Option<Vec<u32>>, ConfigError> {
+        self.process_list(field, |text| {
+            text.parse::<u32>().map_err(|_| {
+                format!("{what} `{text}` is not a number; give the numeric id (0 for root)")
+            })
+        })
+    }
+
+    /// A process condition's list (lists expanded), each item parsed by
+    /// `parse`; an absent field accepts any process, an empty one is an error.
+    fn process_list<T>(
+        &self,
+        field: &Option<(Vec<Item>, Origin)>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Vec<T>>, ConfigError> {
         let Some((items, origin)) = field else {
             return Ok(None);
         };
@@ -650,17 +648,7 @@ impl Resolver<'_> {
         }
         items
             .iter()
-            .map(|item| {
-                item.text.parse::<u32>().map_err(|_| {
-                    self.files.error(
-                        &item.origin,
-                        format!(
-                            "{what} `{}` is not a number; give the numeric id (0 for root)",
-                            item.text
-                        ),
-                    )
-                })
-            })
+            .map(|item| parse(&item.text).map_err(|m| self.files.error(&item.origin, m)))
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
