@@ -20,6 +20,34 @@ pub mod auditd;
 pub mod layout;
 pub mod rsyslog;
 
+/// CIS Docker Benchmark 1.1.3 to 1.1.18 and the rest of the baseline's
+/// audit list.
+pub const CIS_AUDIT_PATHS: &[&str] = &[
+    "/usr/bin/dockerd",
+    "/run/containerd",
+    "/var/lib/docker",
+    "/etc/docker",
+    "/lib/systemd/system/docker.service",
+    "/usr/lib/systemd/system/docker.service",
+    "/run/containerd/containerd.sock",
+    "/lib/systemd/system/docker.socket",
+    "/usr/lib/systemd/system/docker.socket",
+    "/etc/default/docker",
+    "/etc/docker/daemon.json",
+    "/etc/containerd",
+    "/etc/sysconfig/docker",
+    "/usr/bin/containerd",
+    "/usr/bin/containerd-shim",
+    "/usr/bin/containerd-shim-runc-v1",
+    "/usr/bin/containerd-shim-runc-v2",
+    "/usr/bin/runc",
+    "/usr/bin/docker",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/etc/group",
+    "/etc/gshadow",
+];
+
 /// Held while a test uses machine-wide state; released on drop.
 pub struct MachineLock {
     _file: File,

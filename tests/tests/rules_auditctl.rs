@@ -11,36 +11,8 @@ use std::time::{Duration, Instant};
 
 use dockwatch_tests::auditd::{auditctl, Auditd};
 use dockwatch_tests::layout::Layout;
-use dockwatch_tests::{machine_lock, run_cli, shipped_rules};
+use dockwatch_tests::{machine_lock, run_cli, shipped_rules, CIS_AUDIT_PATHS};
 use serde_json::Value;
-
-/// CIS Docker Benchmark 1.1.3 to 1.1.18 and the rest of the baseline's
-/// audit list, as auditd must watch them.
-const CIS_AUDIT_PATHS: &[&str] = &[
-    "/usr/bin/dockerd",
-    "/run/containerd",
-    "/var/lib/docker",
-    "/etc/docker",
-    "/lib/systemd/system/docker.service",
-    "/usr/lib/systemd/system/docker.service",
-    "/run/containerd/containerd.sock",
-    "/lib/systemd/system/docker.socket",
-    "/usr/lib/systemd/system/docker.socket",
-    "/etc/default/docker",
-    "/etc/docker/daemon.json",
-    "/etc/containerd",
-    "/etc/sysconfig/docker",
-    "/usr/bin/containerd",
-    "/usr/bin/containerd-shim",
-    "/usr/bin/containerd-shim-runc-v1",
-    "/usr/bin/containerd-shim-runc-v2",
-    "/usr/bin/runc",
-    "/usr/bin/docker",
-    "/run/docker.sock",
-    "/var/run/docker.sock",
-    "/etc/group",
-    "/etc/gshadow",
-];
 
 /// The directories a Docker host has that this machine may not.
 const DOCKER_DIRS: &[&str] = &[

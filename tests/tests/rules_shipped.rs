@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dockwatch::event::{Action, Event, FileRef, Process, Source};
 use dockwatch::rules::RuleSet;
-use dockwatch_tests::shipped_rules;
+use dockwatch_tests::{shipped_rules, CIS_AUDIT_PATHS};
 
 const CONTAINER: &str = "4c6f0e2b7a1d9c8e5f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e";
 
@@ -571,31 +571,3 @@ fn watches_cover_every_cis_audit_path() {
         );
     }
 }
-
-/// CIS Docker Benchmark 1.1.3 to 1.1.18 and the rest of the baseline's
-/// audit list.
-pub const CIS_AUDIT_PATHS: &[&str] = &[
-    "/usr/bin/dockerd",
-    "/run/containerd",
-    "/var/lib/docker",
-    "/etc/docker",
-    "/lib/systemd/system/docker.service",
-    "/usr/lib/systemd/system/docker.service",
-    "/run/containerd/containerd.sock",
-    "/lib/systemd/system/docker.socket",
-    "/usr/lib/systemd/system/docker.socket",
-    "/etc/default/docker",
-    "/etc/docker/daemon.json",
-    "/etc/containerd",
-    "/etc/sysconfig/docker",
-    "/usr/bin/containerd",
-    "/usr/bin/containerd-shim",
-    "/usr/bin/containerd-shim-runc-v1",
-    "/usr/bin/containerd-shim-runc-v2",
-    "/usr/bin/runc",
-    "/usr/bin/docker",
-    "/run/docker.sock",
-    "/var/run/docker.sock",
-    "/etc/group",
-    "/etc/gshadow",
-];
