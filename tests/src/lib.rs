@@ -223,6 +223,43 @@ impl Drop for Daemon {
     }
 }
 
+/// `dockwatch run` over a private rules directory and configuration,
+/// writing alerts to a private JSONL file; all removed on drop.
+pub struct Monitored {
+    pub daemon: Daemon,
+    /// The alert file (`--output file://…`).
+    pub alerts: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Monitored {
+    /// Writes `rules_yaml` as the only rule file and `config_toml` as the
+    /// configuration, then starts the daemon and waits until it is ready.
+    pub fn start(rules_yaml: &str, config_toml: &str) -> Monitored {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let rules = tmp.path().join("rules");
+        std::fs::create_dir(&rules).expect("mkdir rules");
+        std::fs::write(rules.join("rules.yaml"), rules_yaml).expect("write rules");
+        let config = tmp.path().join("config.toml");
+        std::fs::write(&config, config_toml).expect("write config");
+        let alerts = tmp.path().join("alerts.jsonl");
+        let daemon = Daemon::start([
+            "run".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--rules".as_ref(),
+            rules.as_os_str(),
+            "--output".as_ref(),
+            format!("file://{}", alerts.display()).as_ref(),
+        ]);
+        Monitored {
+            daemon,
+            alerts,
+            _tmp: tmp,
+        }
+    }
+}
+
 /// Every JSON line of `path` (missing file: none).
 pub fn read_alerts(path: &Path) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(path) else {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use dockwatch_tests::auditd::Auditd;
 use dockwatch_tests::layout::Layout;
-use dockwatch_tests::{alerts_for, machine_lock, read_alerts, wait_for_alerts, Daemon};
+use dockwatch_tests::{alerts_for, machine_lock, read_alerts, wait_for_alerts, Monitored};
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
@@ -27,29 +27,14 @@ fn write_to_daemon_json_is_one_audit_alert() {
     layout.file(DAEMON_JSON, "{}\n");
     let auditd = Auditd::start("ENRICHED", &["-w /etc/docker -p wa -k docker"]);
 
-    let tmp = tempfile::tempdir().unwrap();
-    let rules = tmp.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::write(rules.join("docker.yaml"), RULES).unwrap();
-    let config = tmp.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let run = Monitored::start(
+        RULES,
+        &format!(
             "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
             auditd.log_path()
         ),
-    )
-    .unwrap();
-    let alerts_file = tmp.path().join("alerts.jsonl");
-    let _daemon = Daemon::start([
-        "run".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--rules".as_ref(),
-        rules.as_os_str(),
-        "--output".as_ref(),
-        format!("file://{}", alerts_file.display()).as_ref(),
-    ]);
+    );
+    let alerts_file = run.alerts.clone();
 
     // Started after auditd, so the kernel audits it.
     let started = Instant::now();

@@ -2,13 +2,13 @@
 //! group (beside auditd and without it), tamper reports (rules removed,
 //! auditd stopped or killed) and the kernel's lost counter.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use dockwatch_tests::auditd::{auditctl, Auditd};
 use dockwatch_tests::layout::Layout;
-use dockwatch_tests::{alerts_for, machine_lock, read_alerts, wait_for_alerts, Daemon};
+use dockwatch_tests::{alerts_for, machine_lock, read_alerts, wait_for_alerts, Daemon, Monitored};
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
@@ -20,40 +20,13 @@ const RULES: &str = "rules:
     actions: [open_write]
 ";
 
-struct Run {
-    _tmp: tempfile::TempDir,
-    alerts: PathBuf,
-    daemon: Daemon,
-}
-
 /// Starts dockwatch with the eBPF source off and `audit` as the
 /// `[sources.audit]` section.
-fn start(audit: &str) -> Run {
-    let tmp = tempfile::tempdir().unwrap();
-    let rules = tmp.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::write(rules.join("docker.yaml"), RULES).unwrap();
-    let config = tmp.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!("[sources.ebpf]\nenabled = false\n[sources.audit]\n{audit}\n"),
+fn start(audit: &str) -> Monitored {
+    Monitored::start(
+        RULES,
+        &format!("[sources.ebpf]\nenabled = false\n[sources.audit]\n{audit}\n"),
     )
-    .unwrap();
-    let alerts = tmp.path().join("alerts.jsonl");
-    let daemon = Daemon::start([
-        "run".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--rules".as_ref(),
-        rules.as_os_str(),
-        "--output".as_ref(),
-        format!("file://{}", alerts.display()).as_ref(),
-    ]);
-    Run {
-        _tmp: tmp,
-        alerts,
-        daemon,
-    }
 }
 
 fn log_config(auditd: &Auditd) -> String {
