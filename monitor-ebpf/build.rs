@@ -13,8 +13,17 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let bitcode = out.join("shim.bc");
     let clang = std::env::var("DOCKWATCH_CLANG").unwrap_or_else(|_| "clang-22".to_string());
+    // The probes run on the machine's own kernel: its architecture decides
+    // the register layout the shim reads a call's arguments from.
+    let arch = match std::env::var("HOST").unwrap_or_default().split('-').next() {
+        Some("x86_64") => "-D__TARGET_ARCH_x86",
+        Some("aarch64") => "-D__TARGET_ARCH_arm64",
+        _ => "-D__TARGET_ARCH_unknown",
+    };
+    println!("cargo:rerun-if-env-changed=HOST");
     let status = Command::new(&clang)
         .args(["-target", "bpfel", "-O2", "-g", "-emit-llvm", "-c", "-Wall"])
+        .arg(arch)
         .args(["-Wno-unused-function", "-fno-stack-protector"])
         .arg("shim/shim.c")
         .arg("-o")

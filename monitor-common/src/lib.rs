@@ -69,10 +69,13 @@ pub enum Op {
     Mknod = 11,
     Connect = 12,
     Rmdir = 13,
+    /// Data written through a descriptor (write, pwrite, ...), or any other
+    /// change to a watched inode whose call the inode hooks cannot name.
+    Write = 14,
 }
 
 impl Op {
-    pub const ALL: [Op; 14] = [
+    pub const ALL: [Op; 15] = [
         Op::OpenWrite,
         Op::Create,
         Op::Truncate,
@@ -87,6 +90,7 @@ impl Op {
         Op::Mknod,
         Op::Connect,
         Op::Rmdir,
+        Op::Write,
     ];
 
     pub const fn bit(self) -> u32 {
@@ -160,6 +164,66 @@ pub struct Record {
     pub exe: FileRecord,
 }
 
+/// `CallShape` argument index meaning "none" (for a dirfd: `AT_FDCWD`).
+pub const ARG_NONE: u8 = 0xff;
+/// `CallShape::op` of a call whose inode changes are not reported
+/// (utimensat: a timestamp, not content or attributes).
+pub const OP_IGNORE: u32 = u32::MAX;
+
+/// How the inode hooks read one system call from the caller's registers:
+/// what it does and which of its six arguments name its objects. The
+/// kernel side is arch-neutral; userspace fills the `CALLS` map, keyed by
+/// syscall number, from the running architecture's table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallShape {
+    /// [`Op`] as u32, or [`OP_IGNORE`].
+    pub op: u32,
+    /// The op instead when `args[alt_arg] & alt_mask != 0` (unlinkat's
+    /// `AT_REMOVEDIR`).
+    pub alt_op: u32,
+    pub alt_mask: u64,
+    pub alt_arg: u8,
+    /// The descriptor the call acts on.
+    pub fd: u8,
+    /// First path and the directory descriptor it is relative to.
+    pub path1: u8,
+    pub dirfd1: u8,
+    /// Second path (rename and link target, symlink's new name).
+    pub path2: u8,
+    pub dirfd2: u8,
+    /// New mode, owner and group (chmod, chown, mkdir, mknod).
+    pub mode: u8,
+    pub uid: u8,
+    pub gid: u8,
+    /// Bytes before the first path in the memory `path1` points to (2 for
+    /// bind's `sockaddr_un`: the path follows the family).
+    pub path1_skip: u8,
+    pub _pad: [u8; 6],
+}
+
+impl CallShape {
+    /// A call of `op` with no arguments described yet.
+    pub const fn new(op: u32) -> CallShape {
+        CallShape {
+            op,
+            alt_op: op,
+            alt_mask: 0,
+            alt_arg: ARG_NONE,
+            fd: ARG_NONE,
+            path1: ARG_NONE,
+            dirfd1: ARG_NONE,
+            path2: ARG_NONE,
+            dirfd2: ARG_NONE,
+            mode: ARG_NONE,
+            uid: ARG_NONE,
+            gid: ARG_NONE,
+            path1_skip: 0,
+            _pad: [0; 6],
+        }
+    }
+}
+
 /// Index of the per-CPU counters in the `STATS` map.
 pub const STAT_LOST: u32 = 0;
 /// Matched events (records reserved or attempted).
@@ -172,4 +236,6 @@ mod user {
     unsafe impl aya::Pod for super::WatchKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WatchValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CallShape {}
 }

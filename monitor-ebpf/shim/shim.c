@@ -16,6 +16,8 @@ typedef int __s32;
 typedef long long __s64;
 
 static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *src) = (void *)113;
+static void *(*bpf_get_current_task_btf)(void) = (void *)158;
+static void *(*bpf_task_pt_regs)(void *task) = (void *)175;
 
 #define READ(dst, field) bpf_probe_read_kernel(&(dst), sizeof(dst), __builtin_preserve_access_index(&(field)))
 #define EXISTS(field) __builtin_preserve_field_info(field, 2 /* BPF_FIELD_EXISTS */)
@@ -37,16 +39,29 @@ struct super_block {
 	__u32 s_dev;
 } __attribute__((preserve_access_index));
 
+struct hlist_node {
+	struct hlist_node *next;
+} __attribute__((preserve_access_index));
+
+struct hlist_head {
+	struct hlist_node *first;
+} __attribute__((preserve_access_index));
+
 struct inode {
 	__u16 i_mode;
 	unsigned long i_ino;
 	struct super_block *i_sb;
+	// In an anonymous union in the kernel; CO-RE finds it there.
+	struct hlist_head i_dentry;
 } __attribute__((preserve_access_index));
 
 struct dentry {
 	struct dentry *d_parent;
 	struct qstr d_name;
 	struct inode *d_inode;
+	union {
+		struct hlist_node d_alias;
+	} d_u;
 } __attribute__((preserve_access_index));
 
 struct vfsmount {
@@ -105,6 +120,32 @@ struct css_set {
 	struct cgroup_subsys_state *subsys[1];
 	struct cgroup *dfl_cgrp;
 } __attribute__((preserve_access_index));
+
+struct sock_common {
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+// af_unix's socket: the path it is bound to.
+struct unix_sock {
+	struct path path;
+} __attribute__((preserve_access_index));
+
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long di;
+	unsigned long si;
+	unsigned long dx;
+	unsigned long r10;
+	unsigned long r8;
+	unsigned long r9;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+#endif
 
 struct task_struct {
 	__s32 pid;
@@ -378,4 +419,88 @@ const char *dw_task_dfl_cgroup_name(struct task_struct *t)
 		return 0;
 	READ(name, kn->name);
 	return name;
+}
+
+// ---- inodes, sockets and the call in progress (inode hooks) ---------------
+
+// A dentry of `inode` (its first alias), or 0 for an inode no name reaches
+// yet (one being created or read from disk).
+struct dentry *dw_inode_alias(struct inode *i)
+{
+	struct hlist_node *first = 0;
+	struct dentry *zero = 0;
+	__u64 off = (__u64)__builtin_preserve_access_index(&zero->d_u.d_alias);
+	READ(first, i->i_dentry.first);
+	if (!first)
+		return 0;
+	return (struct dentry *)((char *)first - off);
+}
+
+// For a listening af_unix socket: the dentry and mount of the path it is
+// bound to, else 0. Checked first: the tracepoint fires for every socket.
+struct dentry *dw_unix_listener_path(struct sock *sk, struct vfsmount **mnt)
+{
+	unsigned short family = 0;
+	unsigned char state = 0;
+	struct unix_sock *u = (struct unix_sock *)sk;
+	struct dentry *d = 0;
+	READ(family, sk->__sk_common.skc_family);
+	if (family != 1 /* AF_UNIX */)
+		return 0;
+	READ(state, sk->__sk_common.skc_state);
+	if (state != 10 /* TCP_LISTEN */)
+		return 0;
+	READ(d, u->path.dentry);
+	READ(*mnt, u->path.mnt);
+	return d;
+}
+
+// The system call the current task is in, from the registers it entered
+// the kernel with: its number (or -1: none, or an architecture the shim
+// does not know) and its six arguments.
+__s64 dw_current_syscall(__u64 *args)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct pt_regs *regs = bpf_task_pt_regs(bpf_get_current_task_btf());
+	__s64 nr = -1;
+	if (!regs)
+		return -1;
+	READ(nr, regs->orig_ax);
+	READ(args[0], regs->di);
+	READ(args[1], regs->si);
+	READ(args[2], regs->dx);
+	READ(args[3], regs->r10);
+	READ(args[4], regs->r8);
+	READ(args[5], regs->r9);
+	return nr;
+#else
+	return -1;
+#endif
+}
+
+// The root directory's mount of the task (for a path of an inode no call
+// argument names).
+struct vfsmount *dw_task_root_vfsmount(struct task_struct *t)
+{
+	struct fs_struct *fs = 0;
+	struct vfsmount *m = 0;
+	READ(fs, t->fs);
+	if (!fs)
+		return 0;
+	READ(m, fs->root.mnt);
+	return m;
+}
+
+struct super_block *dw_vfsmount_sb(struct vfsmount *m)
+{
+	struct super_block *sb = 0;
+	READ(sb, m->mnt_sb);
+	return sb;
+}
+
+struct super_block *dw_inode_sb(struct inode *i)
+{
+	struct super_block *sb = 0;
+	READ(sb, i->i_sb);
+	return sb;
 }

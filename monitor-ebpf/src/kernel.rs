@@ -29,7 +29,17 @@ extern "C" {
     pub fn dw_task_cwd_vfsmount(task: Ptr) -> Ptr;
     pub fn dw_task_cgroup_name(task: Ptr) -> *const u8;
     pub fn dw_task_dfl_cgroup_name(task: Ptr) -> *const u8;
+    pub fn dw_inode_alias(inode: Ptr) -> Ptr;
+    pub fn dw_inode_sb(inode: Ptr) -> Ptr;
+    pub fn dw_unix_listener_path(sk: Ptr, mnt: *mut Ptr) -> Ptr;
+    pub fn dw_current_syscall(args: *mut u64) -> i64;
+    pub fn dw_task_root_vfsmount(task: Ptr) -> Ptr;
+    pub fn dw_vfsmount_sb(mnt: Ptr) -> Ptr;
 }
+
+/// `S_IFMT` and `S_IFDIR`.
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
 
 /// `FMODE_WRITE`.
 pub const FMODE_WRITE: u32 = 0x2;

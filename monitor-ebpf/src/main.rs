@@ -4,11 +4,18 @@
 //! subtree watches), and send one record per matching syscall to userspace
 //! through a ring buffer.
 //!
-//! Nothing here attaches to write(2) or read(2): a file is written through a
-//! descriptor that was opened for write, and that open is what is reported.
+//! Two hook sets give the same records; userspace attaches one. The
+//! syscall tracepoints (`open`, `path`) see every call, failed ones too,
+//! but put every syscall on the kernel's tracing slow path; the inode hooks
+//! (`inode`) fire only where an inode changes and cost nothing elsewhere.
+//!
+//! Nothing here attaches to write(2) or read(2): with the syscall hooks a
+//! file is written through a descriptor that was opened for write, and
+//! that open is what is reported.
 #![no_std]
 #![no_main]
 
+mod inode;
 mod kernel;
 mod open;
 mod path;

@@ -37,7 +37,7 @@ pub static WATCH_PATHS: LpmTrie<[u8; ARG_PATH], WatchValue> = LpmTrie::with_max_
 #[map]
 pub static ANCESTORS: HashMap<WatchKey, u32> = HashMap::with_max_entries(4096, 0);
 
-const AT_FDCWD: i64 = -100;
+pub const AT_FDCWD: i64 = -100;
 const AT_REMOVEDIR: u64 = 0x200;
 const AT_EMPTY_PATH: u64 = 0x1000;
 const AF_UNIX: u16 = 1;
@@ -591,7 +591,7 @@ pub fn dw_enter_connect(ctx: TracePointContext) -> u32 {
 /// Copies the caller's string into `out.raw`, with the base directory of a
 /// relative path resolved into `out.names`.
 #[inline(always)]
-fn fill_raw(task: Ptr, raw: &[u8; ARG_PATH], dirfd: i64, out: *mut FileRecord) {
+pub fn fill_raw(task: Ptr, raw: &[u8; ARG_PATH], dirfd: i64, out: *mut FileRecord) {
     // SAFETY: `out` points into a ring-buffer reservation of a `Record`.
     unsafe {
         let mut flags = PATH_RAW;

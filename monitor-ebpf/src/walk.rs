@@ -98,15 +98,39 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
 /// `bpf_loop` so the verifier checks one level, not [`MAX_DEPTH`].
 #[inline(always)]
 pub fn watched_ops(dentry: Ptr, mnt: Ptr, mask: u32) -> u32 {
-    // SAFETY: shim reads; helper call with a context on our stack.
+    // SAFETY: shim reads.
+    let (root, dev) = unsafe { (dw_vfsmount_root(mnt), dw_vfsmount_dev(mnt) as u64) };
+    walk_from(dentry, mnt, root, dev, mask, 0)
+}
+
+/// [`watched_ops`] for a dentry whose mount is unknown (an inode hook sees
+/// only the inode): the walk stays in the file system of device `dev`.
+/// With `level` 1 the dentry is taken as the directory of the object, for
+/// a change to one of its entries.
+#[inline(always)]
+pub fn watched_ops_in(dentry: Ptr, dev: u64, mask: u32, level: u32) -> u32 {
+    walk_from(
+        dentry,
+        core::ptr::null(),
+        core::ptr::null(),
+        dev,
+        mask,
+        level,
+    )
+}
+
+#[inline(always)]
+fn walk_from(dentry: Ptr, mnt: Ptr, root: Ptr, dev: u64, mask: u32, level: u32) -> u32 {
+    // SAFETY: helper call with a context on our stack; the callback reads
+    // through the shim.
     unsafe {
         let mut w = Walk {
             dentry,
             mnt,
-            root: dw_vfsmount_root(mnt),
-            dev: dw_vfsmount_dev(mnt) as u64,
+            root,
+            dev,
             mask,
-            level: 0,
+            level,
             ops: 0,
             _pad: 0,
         };

@@ -260,12 +260,19 @@ impl Monitored {
     }
 }
 
-/// Every JSON line of `path` (missing file: none).
+/// Every complete JSON line of `path` (missing file: none). A last line
+/// without its newline is one the daemon is still writing: left for the
+/// next read, where it must parse like every other.
 pub fn read_alerts(path: &Path) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
-    text.lines()
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    complete
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()

@@ -1,6 +1,8 @@
 //! Every action the eBPF probes report, each through a real `dockwatch run`
 //! (audit off) on the real kernel: the alert's action, path(s) and pid; and
-//! the cases that must stay silent (unwatched files, a reused inode).
+//! the cases that must stay silent (unwatched files, a reused inode). Each
+//! test runs once with each hook set (`syscalls::` and `inode::`): they
+//! must report the same actions the same way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,32 @@ use serde_json::Value;
 const DOCKER: &str = "/etc/docker";
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
+/// The hook sets of `[sources.ebpf] hooks`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Hooks {
+    Syscalls,
+    Inode,
+}
+
+impl Hooks {
+    fn name(self) -> &'static str {
+        match self {
+            Hooks::Syscalls => "syscalls",
+            Hooks::Inode => "inode",
+        }
+    }
+
+    /// A shell command that opens `file` for write, and the action it
+    /// raises: the syscall hooks see the open itself; the inode hooks see
+    /// only changes, so the command writes.
+    fn open_for_write(self, file: &str) -> (String, &'static str) {
+        match self {
+            Hooks::Syscalls => (format!("exec 3>> {file}"), "open_write"),
+            Hooks::Inode => (format!("echo x >> {file}"), "write"),
+        }
+    }
+}
+
 /// A daemon with one rule, a private configuration and alert file.
 struct Watching {
     dir: tempfile::TempDir,
@@ -21,11 +49,11 @@ struct Watching {
 }
 
 impl Watching {
-    fn start(paths: &[&str], actions: &[&str]) -> Watching {
-        Watching::start_with(paths, actions, "")
+    fn start(hooks: Hooks, paths: &[&str], actions: &[&str]) -> Watching {
+        Watching::start_with(hooks, paths, actions, "")
     }
 
-    fn start_with(paths: &[&str], actions: &[&str], ebpf_config: &str) -> Watching {
+    fn start_with(hooks: Hooks, paths: &[&str], actions: &[&str], ebpf_config: &str) -> Watching {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("rules")).unwrap();
         std::fs::write(
@@ -44,7 +72,8 @@ impl Watching {
             // alerts only.
             format!(
                 "[pipeline]\nflood_window_ms = 0\n[posture]\nenabled = false\n\
-                 [sources.audit]\nmode = \"off\"\n[sources.ebpf]\n{ebpf_config}\n"
+                 [sources.audit]\nmode = \"off\"\n[sources.ebpf]\nhooks = \"{}\"\n{ebpf_config}\n",
+                hooks.name()
             ),
         )
         .unwrap();
@@ -145,22 +174,20 @@ fn docker_layout() -> Layout {
     layout
 }
 
-#[test]
-fn create_in_a_watched_directory() {
+fn create_in_a_watched_directory(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     layout.track("/etc/docker/new.json");
-    let w = Watching::start(&[DOCKER], &["create"]);
+    let w = Watching::start(hooks, &[DOCKER], &["create"]);
     let pid = sh("echo '{}' > /etc/docker/new.json");
     let alert = w.expect("create", pid);
     assert_eq!(alert["file"]["path"], "/etc/docker/new.json");
 }
 
-#[test]
-fn truncate_by_path_and_by_descriptor() {
+fn truncate_by_path_and_by_descriptor(hooks: Hooks) {
     let _lock = machine_lock();
     let _layout = docker_layout();
-    let w = Watching::start(&[DOCKER], &["truncate"]);
+    let w = Watching::start(hooks, &[DOCKER], &["truncate"]);
     let pid = sh(&format!(
         "perl -e 'truncate(\"{DAEMON_JSON}\", 0) or die $!'"
     ));
@@ -169,11 +196,10 @@ fn truncate_by_path_and_by_descriptor() {
     assert_eq!(w.expect("truncate", pid)["file"]["path"], DAEMON_JSON);
 }
 
-#[test]
-fn chmod_absolute_relative_and_through_dot_dot() {
+fn chmod_absolute_relative_and_through_dot_dot(hooks: Hooks) {
     let _lock = machine_lock();
     let _layout = docker_layout();
-    let w = Watching::start(&[DOCKER], &["chmod"]);
+    let w = Watching::start(hooks, &[DOCKER], &["chmod"]);
     let pid = sh(&format!("chmod 600 {DAEMON_JSON}"));
     let alert = w.expect("chmod", pid);
     assert_eq!(alert["file"]["path"], DAEMON_JSON);
@@ -186,32 +212,29 @@ fn chmod_absolute_relative_and_through_dot_dot() {
     assert_eq!(w.expect("chmod", pid)["file"]["path"], DAEMON_JSON);
 }
 
-#[test]
-fn fchmod_on_an_open_descriptor() {
+fn fchmod_on_an_open_descriptor(hooks: Hooks) {
     let _lock = machine_lock();
     let _layout = docker_layout();
-    let w = Watching::start(&[DOCKER], &["chmod"]);
+    let w = Watching::start(hooks, &[DOCKER], &["chmod"]);
     let pid = sh(&format!(
         "perl -e 'open(my $f, \"<\", \"{DAEMON_JSON}\") or die; chmod(0600, $f) or die $!'"
     ));
     assert_eq!(w.expect("chmod", pid)["file"]["path"], DAEMON_JSON);
 }
 
-#[test]
-fn chown_reports_the_new_owner() {
+fn chown_reports_the_new_owner(hooks: Hooks) {
     let _lock = machine_lock();
     let _layout = docker_layout();
-    let w = Watching::start(&[DOCKER], &["chown"]);
+    let w = Watching::start(hooks, &[DOCKER], &["chown"]);
     let pid = sh(&format!("chown 1:2 {DAEMON_JSON}"));
     let alert = w.expect("chown", pid);
     assert_eq!(alert["file"]["path"], DAEMON_JSON);
 }
 
-#[test]
-fn setxattr_and_removexattr() {
+fn setxattr_and_removexattr(hooks: Hooks) {
     let _lock = machine_lock();
     let _layout = docker_layout();
-    let w = Watching::start(&[DOCKER], &["setxattr"]);
+    let w = Watching::start(hooks, &[DOCKER], &["setxattr"]);
     let path = std::ffi::CString::new(DAEMON_JSON).unwrap();
     let name = c"user.dockwatch";
     // SAFETY: plain syscalls on NUL-terminated strings we own.
@@ -222,12 +245,11 @@ fn setxattr_and_removexattr() {
     assert_eq!(alert["event"]["outcome"], "success");
 }
 
-#[test]
-fn rename_over_a_watched_file_names_both_paths() {
+fn rename_over_a_watched_file_names_both_paths(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     layout.file("/tmp/dockwatch-new-daemon.json", "{\"icc\":false}\n");
-    let w = Watching::start(&[DAEMON_JSON], &["rename"]);
+    let w = Watching::start(hooks, &[DAEMON_JSON], &["rename"]);
     let pid = sh(&format!(
         "mv -f /tmp/dockwatch-new-daemon.json {DAEMON_JSON}"
     ));
@@ -250,12 +272,11 @@ fn rename_over_a_watched_file_names_both_paths() {
     assert_eq!(alert["file"]["target_path"], DAEMON_JSON);
 }
 
-#[test]
-fn rename_exchange_reports_both_sides() {
+fn rename_exchange_reports_both_sides(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     layout.file("/tmp/dockwatch-exchange.json", "{}\n");
-    let w = Watching::start(&[DAEMON_JSON], &["rename"]);
+    let w = Watching::start(hooks, &[DAEMON_JSON], &["rename"]);
     let a = std::ffi::CString::new("/tmp/dockwatch-exchange.json").unwrap();
     let b = std::ffi::CString::new(DAEMON_JSON).unwrap();
     // SAFETY: renameat2(2) with NUL-terminated paths we own.
@@ -275,14 +296,13 @@ fn rename_exchange_reports_both_sides() {
     assert_eq!(alert["file"]["target_path"], DAEMON_JSON);
 }
 
-#[test]
-fn unlink_and_rmdir() {
+fn unlink_and_rmdir(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     layout
         .file("/etc/docker/old.json", "{}\n")
         .dir("/etc/docker/old.d");
-    let w = Watching::start(&[DOCKER], &["unlink"]);
+    let w = Watching::start(hooks, &[DOCKER], &["unlink"]);
     let pid = sh("rm /etc/docker/old.json");
     assert_eq!(
         w.expect("unlink", pid)["file"]["path"],
@@ -292,38 +312,35 @@ fn unlink_and_rmdir() {
     assert_eq!(w.expect("unlink", pid)["file"]["path"], "/etc/docker/old.d");
 }
 
-#[test]
-fn hard_link_into_a_watched_directory() {
+fn hard_link_into_a_watched_directory(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     layout.file("/etc/dockwatch-outside.json", "{}\n");
     layout.track("/etc/docker/linked.json");
-    let w = Watching::start(&[DOCKER], &["link"]);
+    let w = Watching::start(hooks, &[DOCKER], &["link"]);
     let pid = sh("ln /etc/dockwatch-outside.json /etc/docker/linked.json");
     let alert = w.expect("link", pid);
     assert_eq!(alert["file"]["path"], "/etc/dockwatch-outside.json");
     assert_eq!(alert["file"]["target_path"], "/etc/docker/linked.json");
 }
 
-#[test]
-fn symlink_into_a_watched_directory() {
+fn symlink_into_a_watched_directory(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     layout.track("/etc/docker/evil.json");
-    let w = Watching::start(&[DOCKER], &["symlink"]);
+    let w = Watching::start(hooks, &[DOCKER], &["symlink"]);
     let pid = sh("ln -s /tmp/anything /etc/docker/evil.json");
     let alert = w.expect("symlink", pid);
     assert_eq!(alert["file"]["target_path"], "/etc/docker/evil.json");
 }
 
-#[test]
-fn mkdir_and_mknod_in_a_watched_directory() {
+fn mkdir_and_mknod_in_a_watched_directory(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     layout
         .track("/etc/docker/certs.d")
         .track("/etc/docker/fifo");
-    let w = Watching::start(&[DOCKER], &["mkdir", "mknod"]);
+    let w = Watching::start(hooks, &[DOCKER], &["mkdir", "mknod"]);
     let pid = sh("mkdir /etc/docker/certs.d");
     assert_eq!(
         w.expect("mkdir", pid)["file"]["path"],
@@ -333,8 +350,7 @@ fn mkdir_and_mknod_in_a_watched_directory() {
     assert_eq!(w.expect("mknod", pid)["file"]["path"], "/etc/docker/fifo");
 }
 
-#[test]
-fn connect_to_a_watched_unix_socket_through_a_symlinked_path() {
+fn connect_to_a_watched_unix_socket_through_a_symlinked_path(hooks: Hooks) {
     let _lock = machine_lock();
     // /var/run is a symlink to /run on Debian: the rule names the
     // traditional path, the socket lives at the resolved one.
@@ -344,7 +360,7 @@ fn connect_to_a_watched_unix_socket_through_a_symlinked_path() {
     let mut layout = Layout::new();
     layout.track(socket);
     let spelled = "/var/run/dockwatch-test-docker.sock";
-    let w = Watching::start(&[spelled], &["connect"]);
+    let w = Watching::start(hooks, &[spelled], &["connect"]);
     let _client = std::os::unix::net::UnixStream::connect(socket).unwrap();
     let alert = w.expect("connect", std::process::id());
     assert_eq!(alert["file"]["path"], spelled, "{alert:#}");
@@ -352,12 +368,15 @@ fn connect_to_a_watched_unix_socket_through_a_symlinked_path() {
     drop(listener);
 }
 
-#[test]
-fn unwatched_files_and_read_only_opens_stay_silent() {
+fn unwatched_files_and_read_only_opens_stay_silent(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     layout.file("/etc/dockwatch-unwatched.json", "{}\n");
-    let w = Watching::start(&[DOCKER], &["open_write", "chmod", "unlink", "rename"]);
+    let w = Watching::start(
+        hooks,
+        &[DOCKER],
+        &["open_write", "write", "chmod", "unlink", "rename"],
+    );
     sh("chmod 600 /etc/dockwatch-unwatched.json; echo x > /etc/dockwatch-unwatched.json");
     sh("cd /etc && chmod 644 dockwatch-unwatched.json && mv dockwatch-unwatched.json dockwatch-unwatched.json2 && mv dockwatch-unwatched.json2 dockwatch-unwatched.json");
     sh(&format!(
@@ -367,14 +386,13 @@ fn unwatched_files_and_read_only_opens_stay_silent() {
 }
 
 /// A watch on a file that does not exist yet covers it from when it appears.
-#[test]
-fn a_watched_path_that_appears_later_is_watched() {
+fn a_watched_path_that_appears_later_is_watched(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = Layout::new();
     let later = "/etc/dockwatch-containerd-test/config.toml";
     assert!(!Path::new("/etc/dockwatch-containerd-test").exists());
     layout.track("/etc/dockwatch-containerd-test");
-    let w = Watching::start(&[later], &["open_write", "create", "chmod"]);
+    let w = Watching::start(hooks, &[later], &["open_write", "write", "create", "chmod"]);
     sh("mkdir /etc/dockwatch-containerd-test");
     // Give the source a moment to notice the directory.
     std::thread::sleep(Duration::from_millis(1000));
@@ -382,8 +400,9 @@ fn a_watched_path_that_appears_later_is_watched() {
     assert_eq!(w.expect("create", pid)["file"]["path"], later);
     let pid = sh(&format!("chmod 600 {later}"));
     assert_eq!(w.expect("chmod", pid)["file"]["path"], later);
-    let pid = sh(&format!("echo y >> {later}"));
-    assert_eq!(w.expect("open_write", pid)["file"]["path"], later);
+    let (append, action) = hooks.open_for_write(later);
+    let pid = sh(&append);
+    assert_eq!(w.expect(action, pid)["file"]["path"], later);
 }
 
 /// The kernel matches inodes: once a watched file is deleted, its inode
@@ -393,17 +412,17 @@ fn a_watched_path_that_appears_later_is_watched() {
 /// name: while the watched name exists a write through the other name is a
 /// write to the watched file; after it is deleted the inode is just some
 /// unwatched file, exactly like a reused number.
-#[test]
-fn a_deleted_watch_stops_matching_its_inode_number() {
+fn a_deleted_watch_stops_matching_its_inode_number(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
     let other = "/etc/dockwatch-other-name.json";
     layout.track(other);
     std::fs::hard_link(DAEMON_JSON, other).unwrap();
-    let w = Watching::start(&[DAEMON_JSON], &["open_write"]);
+    let w = Watching::start(hooks, &[DAEMON_JSON], &["open_write", "write"]);
 
-    let pid = sh(&format!("echo x >> {other}"));
-    assert_eq!(w.expect("open_write", pid)["file"]["path"], DAEMON_JSON);
+    let (append, action) = hooks.open_for_write(other);
+    let pid = sh(&append);
+    assert_eq!(w.expect(action, pid)["file"]["path"], DAEMON_JSON);
 
     sh(&format!("rm {DAEMON_JSON}"));
     std::thread::sleep(Duration::from_millis(1000));
@@ -418,31 +437,32 @@ fn a_deleted_watch_stops_matching_its_inode_number() {
 
 /// eBPF sees processes that audit never audits: one started before
 /// dockwatch (and before audit was ever enabled) is caught.
-#[test]
-fn a_process_started_before_dockwatch_is_caught() {
+fn a_process_started_before_dockwatch_is_caught(hooks: Hooks) {
     let _lock = machine_lock();
     let _layout = docker_layout();
+    let (append, action) = hooks.open_for_write(DAEMON_JSON);
     let mut early = Command::new("/bin/sh")
-        .args(["-c", &format!("read go; exec 3>> {DAEMON_JSON}")])
+        .args(["-c", &format!("read go; {append}")])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    let w = Watching::start(&[DOCKER], &["open_write"]);
+    let w = Watching::start(hooks, &[DOCKER], &["open_write", "write"]);
     early.stdin.take().unwrap().write_all(b"go\n").unwrap();
     assert!(early.wait().unwrap().success());
-    let alert = w.expect("open_write", early.id());
+    let alert = w.expect(action, early.id());
     assert_eq!(alert["file"]["path"], DAEMON_JSON);
 }
 
 /// A ring buffer too small for a burst loses records; the loss is counted
-/// and reported, and later records still arrive.
-#[test]
-fn lost_records_are_counted_and_reported() {
+/// and reported, and later records still arrive. The modes alternate so
+/// that every chmod is a call of its own: the inode hooks report a thread's
+/// identical calls within 20 ms once.
+fn lost_records_are_counted_and_reported(hooks: Hooks) {
     let _lock = machine_lock();
     let _layout = docker_layout();
-    let w = Watching::start_with(&[DOCKER], &["chmod"], "ring_buffer_kib = 4");
+    let w = Watching::start_with(hooks, &[DOCKER], &["chmod"], "ring_buffer_kib = 4");
     sh(&format!(
-        "perl -e 'for (1..300) {{ chmod(0644, \"{DAEMON_JSON}\") }}'"
+        "perl -e 'for (1..300) {{ chmod($_ % 2 ? 0600 : 0644, \"{DAEMON_JSON}\") }}'"
     ));
     let daemon_log = || w.log().join("\n");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -466,8 +486,7 @@ fn lost_records_are_counted_and_reported() {
 
 /// Every record carries the process context: login uid (auid), uids, and
 /// the container id taken from a Docker-style cgroup name.
-#[test]
-fn process_context_carries_auid_and_container_id() {
+fn process_context_carries_auid_and_container_id(hooks: Hooks) {
     let _lock = machine_lock();
     let _layout = docker_layout();
     let id = "0123456789abcdef".repeat(4);
@@ -477,11 +496,12 @@ fn process_context_carries_auid_and_container_id() {
         "this test needs the unified cgroup hierarchy at /sys/fs/cgroup/unified"
     );
     std::fs::create_dir(&cgroup).unwrap();
-    let w = Watching::start(&[DOCKER], &["open_write"]);
+    let w = Watching::start(hooks, &[DOCKER], &["open_write", "write"]);
+    let (append, action) = hooks.open_for_write(DAEMON_JSON);
     let mut child = Command::new("/bin/sh")
         .args([
             "-c",
-            &format!("read go; echo 1000 > /proc/self/loginuid; exec 3>> {DAEMON_JSON}"),
+            &format!("read go; echo 1000 > /proc/self/loginuid; {append}"),
         ])
         .stdin(Stdio::piped())
         .spawn()
@@ -489,7 +509,7 @@ fn process_context_carries_auid_and_container_id() {
     std::fs::write(cgroup.join("cgroup.procs"), child.id().to_string()).unwrap();
     child.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let status = child.wait().unwrap();
-    let alert = w.expect("open_write", child.id());
+    let alert = w.expect(action, child.id());
     let _ = std::fs::remove_dir(&cgroup);
     assert!(status.success());
     assert_eq!(alert["user"]["audit"]["id"], "1000", "{alert:#}");
@@ -501,3 +521,78 @@ fn process_context_carries_auid_and_container_id() {
         "{alert:#}"
     );
 }
+
+/// The inode hooks see a change whatever made it: a write through a
+/// shared mapping is no system call at all (the page fault stamps the
+/// file), and still alerts, as a `write` by the faulting process.
+#[test]
+fn inode_hooks_see_a_write_through_a_shared_mapping() {
+    use std::os::fd::AsRawFd;
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start(Hooks::Inode, &[DOCKER], &["write"]);
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(DAEMON_JSON)
+        .unwrap();
+    // SAFETY: a shared mapping of one page of a file we hold open; the
+    // byte written is inside the file (it holds "{}\n"), and the mapping
+    // is unmapped before the file is closed.
+    unsafe {
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            page,
+            libc::MAP_FAILED,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        *(page as *mut u8).add(1) = b' ';
+        assert_eq!(libc::msync(page, 4096, libc::MS_SYNC), 0);
+        libc::munmap(page, 4096);
+    }
+    let alert = w.expect("write", std::process::id());
+    assert_eq!(alert["file"]["path"], DAEMON_JSON);
+    assert_eq!(std::fs::read_to_string(DAEMON_JSON).unwrap(), "{ \n");
+}
+
+/// Every test above, once per hook set.
+macro_rules! with_each_hook_set {
+    ($($name:ident),* $(,)?) => {
+        mod syscalls {
+            $(#[test] fn $name() { super::$name(super::Hooks::Syscalls) })*
+        }
+        mod inode {
+            $(#[test] fn $name() { super::$name(super::Hooks::Inode) })*
+        }
+    };
+}
+
+with_each_hook_set!(
+    create_in_a_watched_directory,
+    truncate_by_path_and_by_descriptor,
+    chmod_absolute_relative_and_through_dot_dot,
+    fchmod_on_an_open_descriptor,
+    chown_reports_the_new_owner,
+    setxattr_and_removexattr,
+    rename_over_a_watched_file_names_both_paths,
+    rename_exchange_reports_both_sides,
+    unlink_and_rmdir,
+    hard_link_into_a_watched_directory,
+    symlink_into_a_watched_directory,
+    mkdir_and_mknod_in_a_watched_directory,
+    connect_to_a_watched_unix_socket_through_a_symlinked_path,
+    unwatched_files_and_read_only_opens_stay_silent,
+    a_watched_path_that_appears_later_is_watched,
+    a_deleted_watch_stops_matching_its_inode_number,
+    a_process_started_before_dockwatch_is_caught,
+    lost_records_are_counted_and_reported,
+    process_context_carries_auid_and_container_id,
+);

@@ -1,6 +1,8 @@
 //! The eBPF source end to end: a real `dockwatch run` with audit off loads
 //! the probes; a process opening daemon.json for write yields exactly one
-//! `open_write` alert naming that process, and nothing else does.
+//! `open_write` alert naming that process (the syscall hooks), a process
+//! writing to it exactly one `write` alert (the inode hooks), and nothing
+//! else does.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -18,7 +20,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(rule_paths: &[&str], actions: &[&str]) -> Setup {
+    fn new(rule_paths: &[&str], actions: &[&str], hooks: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("rules")).unwrap();
         std::fs::write(
@@ -33,8 +35,10 @@ impl Setup {
         .unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
-            "[sources.audit]\nmode = \"off\"\n[posture]\nenabled = false\n\
-             [pipeline]\nflood_window_ms = 0\n",
+            format!(
+                "[sources.audit]\nmode = \"off\"\n[posture]\nenabled = false\n\
+                 [pipeline]\nflood_window_ms = 0\n[sources.ebpf]\nhooks = \"{hooks}\"\n"
+            ),
         )
         .unwrap();
         Setup { dir }
@@ -71,10 +75,36 @@ fn sh(script: &str) -> u32 {
 
 #[test]
 fn open_for_write_of_a_watched_file_alerts_once_with_the_process() {
+    alerts_once_with_the_process("syscalls", &format!("exec 3>> {DAEMON_JSON}"), "open_write");
+}
+
+#[test]
+fn a_write_to_a_watched_file_alerts_once_with_the_process() {
+    alerts_once_with_the_process("inode", &format!("echo x >> {DAEMON_JSON}"), "write");
+}
+
+/// With the default hooks the daemon says which set it attached: on this
+/// kernel (6.18, tracepoints only), the inode hooks.
+#[test]
+fn the_default_hooks_are_the_inode_hooks_where_the_kernel_has_them() {
+    let _lock = machine_lock();
+    let setup = Setup::new(&["/etc/docker"], &["write"], "auto");
+    let daemon = setup.start();
+    let log = daemon.log().join("\n");
+    drop(daemon);
+    assert!(
+        log.contains("using inode tracepoints (changes only)"),
+        "{log}"
+    );
+}
+
+/// `script` changes daemon.json once; exactly one `action` alert follows,
+/// naming the process, and nothing for an unwatched write or a read.
+fn alerts_once_with_the_process(hooks: &str, script: &str, action: &str) {
     let _lock = machine_lock();
     let mut layout = Layout::new();
     layout.file(DAEMON_JSON, "{}\n");
-    let setup = Setup::new(&["/etc/docker"], &["open_write"]);
+    let setup = Setup::new(&["/etc/docker"], &[action], hooks);
     let unwatched = setup.dir.path().join("unwatched.txt");
     let daemon = setup.start();
 
@@ -83,7 +113,7 @@ fn open_for_write_of_a_watched_file_alerts_once_with_the_process() {
     sh(&format!("exec 3< {DAEMON_JSON}; cat <&3 >/dev/null"));
 
     let started = Instant::now();
-    let pid = sh(&format!("exec 3>> {DAEMON_JSON}"));
+    let pid = sh(script);
     let ours = |alerts: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
         alerts
             .into_iter()
@@ -106,7 +136,7 @@ fn open_for_write_of_a_watched_file_alerts_once_with_the_process() {
 
     assert_eq!(alerts.len(), 1, "exactly one alert expected: {alerts:#?}");
     let alert = &alerts[0];
-    assert_eq!(alert["event"]["action"], "open_write", "{alert:#}");
+    assert_eq!(alert["event"]["action"], action, "{alert:#}");
     assert_eq!(alert["event"]["outcome"], "success", "{alert:#}");
     assert_eq!(alert["event"]["provider"][0], "ebpf", "{alert:#}");
     assert_eq!(alert["file"]["path"], DAEMON_JSON, "{alert:#}");

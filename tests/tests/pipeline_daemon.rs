@@ -32,7 +32,19 @@ fn start(tmp: &Path, config: &str) -> (Daemon, PathBuf) {
 }
 
 #[test]
-fn a_write_seen_by_both_sources_is_one_alert_naming_both() {
+fn a_write_seen_by_both_sources_is_one_alert_naming_both_with_the_inode_hooks() {
+    a_write_seen_by_both_sources_is_one_alert_naming_both("inode");
+}
+
+#[test]
+fn a_write_seen_by_both_sources_is_one_alert_naming_both_with_the_syscall_hooks() {
+    a_write_seen_by_both_sources_is_one_alert_naming_both("syscalls");
+}
+
+/// `cp` over daemon.json: audit and the eBPF `hooks` both see one open for
+/// write (the inode hooks see the truncation, and fold the write after it
+/// into it).
+fn a_write_seen_by_both_sources_is_one_alert_naming_both(hooks: &str) {
     let _lock = machine_lock();
     let mut layout = Layout::new();
     layout.file(DAEMON_JSON, "{}\n");
@@ -52,7 +64,8 @@ fn a_write_seen_by_both_sources_is_one_alert_naming_both() {
     let (daemon, alerts_file) = start(
         tmp.path(),
         &format!(
-            "[pipeline]\ncorrelation_window_ms = 1000\n[posture]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
+            "[pipeline]\ncorrelation_window_ms = 1000\n[posture]\nenabled = false\n\
+             [sources.audit]\nlog = {:?}\n[sources.ebpf]\nhooks = \"{hooks}\"\n",
             auditd.log_path()
         ),
     );
@@ -62,11 +75,14 @@ fn a_write_seen_by_both_sources_is_one_alert_naming_both() {
         .find(|l| l.contains("sources=\"ebpf,audit\""))
         .unwrap_or_else(|| panic!("both sources must run: {:#?}", daemon.log()));
 
+    let new_config = tmp.path().join("daemon.json.new");
+    std::fs::write(&new_config, "{\"icc\": false}\n").unwrap();
     let started = Instant::now();
-    let child = Command::new("/usr/bin/touch")
+    let child = Command::new("/usr/bin/cp")
+        .arg(&new_config)
         .arg(DAEMON_JSON)
         .spawn()
-        .expect("run touch");
+        .expect("run cp");
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
 
@@ -93,7 +109,7 @@ fn a_write_seen_by_both_sources_is_one_alert_naming_both() {
     assert_eq!(alert["event"]["action"], "open_write");
     assert_eq!(alert["rule"]["id"], "docker-config-write");
     assert_eq!(alert["process"]["pid"], pid);
-    assert_eq!(alert["process"]["executable"], "/usr/bin/touch");
+    assert_eq!(alert["process"]["executable"], "/usr/bin/cp");
     assert!(
         alert["event"]["id"].is_string(),
         "audit's id kept: {alert:#}"
@@ -110,7 +126,9 @@ fn a_flood_of_writes_is_a_few_alerts_with_counts() {
     let tmp = tempfile::tempdir().unwrap();
     let (daemon, alerts_file) = start(
         tmp.path(),
-        "[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n[sources.ebpf]\nring_buffer_kib = 16384\n",
+        // Every open counts, write-free ones too: the syscall hooks.
+        "[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n\
+         [sources.ebpf]\nring_buffer_kib = 16384\nhooks = \"syscalls\"\n",
     );
 
     // One process opening daemon.json for write 20,000 times.

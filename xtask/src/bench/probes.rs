@@ -1,11 +1,12 @@
 //! `cargo xtask bench probes`: what watching costs a syscall-heavy workload
-//! that touches nothing watched, three ways in one run: no monitor, auditd
-//! with the shipped rules' watches, dockwatch's eBPF probes (audit off).
+//! that touches nothing watched, four ways in one run: no monitor, auditd
+//! with the shipped rules' watches, and dockwatch's eBPF probes (audit off)
+//! with each of its hook sets, the inode hooks and the syscall hooks.
 //!
 //! The workload (`probes_workload.rs`) is compiled on its own with `rustc
 //! -O` and run as a fresh process for every measurement, so that it starts
 //! after auditd enabled auditing: the kernel audits only processes started
-//! after that. Rounds interleave the three modes, and each keeps its
+//! after that. Rounds interleave the four modes, and each keeps its
 //! fastest run, the one least disturbed by other work on the machine.
 
 use std::fs::File;
@@ -52,6 +53,9 @@ pub fn run() -> anyhow::Result<()> {
     result
 }
 
+/// dockwatch's two hook sets, by `[sources.ebpf] hooks` value.
+const HOOKS: [&str; 2] = ["inode", "syscalls"];
+
 fn compare(dockwatch: &Path, rules: &Path, scratch: &Path) -> anyhow::Result<()> {
     println!("probes benchmark: best of {RUNS} interleaved rounds, times in ms");
     let audit_rules = audit_rules(dockwatch, rules)?;
@@ -63,11 +67,9 @@ fn compare(dockwatch: &Path, rules: &Path, scratch: &Path) -> anyhow::Result<()>
     if running {
         bail!("an auditd is running; stop it first (the benchmark starts its own)");
     }
-    // Rounds interleave the modes so that load from elsewhere on the machine
-    // hits all three alike.
     let mut baseline = vec![f64::INFINITY; 2 * PHASES.len()];
     let mut audited = baseline.clone();
-    let mut probed = baseline.clone();
+    let mut probed = vec![baseline.clone(); HOOKS.len()];
     for _ in 0..RUNS {
         keep_best(&mut baseline, run_workload(scratch)?);
         {
@@ -75,60 +77,62 @@ fn compare(dockwatch: &Path, rules: &Path, scratch: &Path) -> anyhow::Result<()>
             keep_best(&mut audited, run_workload(scratch)?);
         }
         auditctl(&["-e", "0"])?;
-        {
-            let _daemon = Dockwatch::start(dockwatch, rules, scratch)?;
-            keep_best(&mut probed, run_workload(scratch)?);
+        for (hooks, best) in HOOKS.iter().zip(probed.iter_mut()) {
+            let _daemon = Dockwatch::start(dockwatch, rules, scratch, hooks)?;
+            keep_best(best, run_workload(scratch)?);
         }
     }
 
-    report("wall", &baseline, &audited, &probed, 0);
-    report("cpu", &baseline, &audited, &probed, 1);
+    let mut columns = vec![("auditd", audited.as_slice())];
+    let names: Vec<String> = HOOKS.iter().map(|h| format!("dw {h}")).collect();
+    for (name, times) in names.iter().zip(&probed) {
+        columns.push((name.as_str(), times.as_slice()));
+    }
+    report("wall", &baseline, &columns, 0);
+    report("cpu", &baseline, &columns, 1);
     Ok(())
 }
 
-/// Prints one table: `which` selects wall (0) or CPU (1) times.
-fn report(name: &str, baseline: &[f64], audited: &[f64], probed: &[f64], which: usize) {
+/// One table: the baseline's times, then each mode's with its cost over
+/// the baseline; `which` picks wall (0) or CPU (1) times.
+fn report(name: &str, baseline: &[f64], columns: &[(&str, &[f64])], which: usize) {
     let pick = |v: &[f64]| -> Vec<f64> { v.iter().skip(which).step_by(2).copied().collect() };
-    let (baseline, audited, probed) = (pick(baseline), pick(audited), pick(probed));
-    println!(
-        "\n{:<22} {:>10} {:>10} {:>10} {:>9} {:>9}",
-        format!("{name} time (ms)"),
-        "none",
-        "auditd",
-        "dockwatch",
-        "auditd+",
-        "dockw+"
-    );
+    let baseline = pick(baseline);
+    let columns: Vec<(&str, Vec<f64>)> = columns.iter().map(|(n, v)| (*n, pick(v))).collect();
     let pct = |x: f64, base: f64| (x / base - 1.0) * 100.0;
+    print!("\n{:<22} {:>10}", format!("{name} time (ms)"), "none");
+    for (n, _) in &columns {
+        print!(" {:>12} {:>8}", n, "+");
+    }
+    println!();
+    let row = |label: &str, base: f64, values: Vec<f64>| {
+        print!("{label:<22} {base:>10.1}");
+        for v in values {
+            print!(" {:>12.1} {:>7.1}%", v, pct(v, base));
+        }
+        println!();
+    };
     for (i, phase) in PHASES.iter().enumerate() {
-        println!(
-            "{:<22} {:>10.1} {:>10.1} {:>10.1} {:>8.1}% {:>8.1}%",
+        row(
             phase,
             baseline[i],
-            audited[i],
-            probed[i],
-            pct(audited[i], baseline[i]),
-            pct(probed[i], baseline[i]),
+            columns.iter().map(|(_, v)| v[i]).collect(),
         );
     }
     let total = |v: &[f64]| v.iter().sum::<f64>();
-    let (b, a, p) = (total(&baseline), total(&audited), total(&probed));
-    println!(
-        "{:<22} {:>10.1} {:>10.1} {:>10.1} {:>8.1}% {:>8.1}%",
-        "total",
-        b,
-        a,
-        p,
-        pct(a, b),
-        pct(p, b)
-    );
-    let share = if a > b { (p - b) / (a - b) } else { f64::NAN };
-    println!(
-        "{name}: dockwatch adds {:.1}%, auditd {:.1}%; dockwatch's cost is {:.2} of auditd's",
-        pct(p, b),
-        pct(a, b),
-        share
-    );
+    let b = total(&baseline);
+    row("total", b, columns.iter().map(|(_, v)| total(v)).collect());
+    let a = total(&columns[0].1);
+    for (n, v) in &columns[1..] {
+        let p = total(v);
+        let share = if a > b { (p - b) / (a - b) } else { f64::NAN };
+        println!(
+            "{name}: {n} adds {:.1}%, auditd {:.1}%; its cost is {:.2} of auditd's",
+            pct(p, b),
+            pct(a, b),
+            share
+        );
+    }
 }
 
 fn keep_best(best: &mut [f64], times: Vec<f64>) {
@@ -266,15 +270,19 @@ impl Drop for Auditd {
     }
 }
 
-/// dockwatch's probes with the shipped rules and audit off.
+/// dockwatch's probes with the shipped rules, audit off, and the hook set
+/// `hooks`.
 struct Dockwatch {
     child: Child,
 }
 
 impl Dockwatch {
-    fn start(exe: &Path, rules: &Path, scratch: &Path) -> anyhow::Result<Dockwatch> {
+    fn start(exe: &Path, rules: &Path, scratch: &Path, hooks: &str) -> anyhow::Result<Dockwatch> {
         let config = scratch.join("config.toml");
-        std::fs::write(&config, "[sources.audit]\nmode = \"off\"\n")?;
+        std::fs::write(
+            &config,
+            format!("[sources.audit]\nmode = \"off\"\n[sources.ebpf]\nhooks = \"{hooks}\"\n"),
+        )?;
         let mut child = Command::new(exe)
             .arg("run")
             .arg("--config")

@@ -35,6 +35,7 @@ pub fn action_of(op: Op) -> Action {
         Op::Mkdir => Action::Mkdir,
         Op::Mknod => Action::Mknod,
         Op::Connect => Action::Connect,
+        Op::Write => Action::Write,
     }
 }
 
@@ -54,6 +55,7 @@ pub fn ops_of(action: Action) -> u32 {
         Action::Mkdir => Op::Mkdir.bit(),
         Action::Mknod => Op::Mknod.bit(),
         Action::Connect => Op::Connect.bit(),
+        Action::Write => Op::Write.bit(),
         _ => 0,
     }
 }

@@ -7,28 +7,31 @@
 use anyhow::Context;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{FEntry, Lsm, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, FEntry, Lsm, ProgramError, TracePoint};
 use aya::Btf;
 use aya::{Ebpf, EbpfLoader};
-use monitor_common::{WatchKey, WatchValue, ARG_PATH};
+use monitor_common::{CallShape, WatchKey, WatchValue, ARG_PATH};
 
 use super::watches::WatchSet;
-use super::EbpfConfig;
+use super::{calls, EbpfConfig, Hooks};
 
 /// The kernel programs, built by monitor/build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
 
 /// What the kernel lets the probes hook, found at start by trying: BPF LSM
-/// and fentry need a kernel built with them and not locked down; syscall
-/// tracepoints work everywhere BPF does, and are what the probes use.
+/// and fentry need a kernel built with them and not locked down; the inode
+/// hooks need Linux 6.13's timestamp tracepoints; syscall tracepoints work
+/// everywhere BPF does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attachment {
     pub lsm: bool,
     pub fentry: bool,
+    /// The hook set attached: [`Hooks::Inode`] or [`Hooks::Syscalls`].
+    pub hooks: Hooks,
 }
 
 impl Attachment {
-    fn detect(ebpf: &mut Ebpf) -> Attachment {
+    fn detect(ebpf: &mut Ebpf, hooks: Hooks) -> Attachment {
         let btf = match Btf::from_sys_fs() {
             Ok(btf) => btf,
             Err(e) => {
@@ -36,6 +39,7 @@ impl Attachment {
                 return Attachment {
                     lsm: false,
                     fentry: false,
+                    hooks,
                 };
             }
         };
@@ -53,7 +57,7 @@ impl Attachment {
             p.detach(link)?;
             Ok(())
         });
-        Attachment { lsm, fentry }
+        Attachment { lsm, fentry, hooks }
     }
 
     /// For the start-up log.
@@ -65,8 +69,12 @@ impl Attachment {
                 "refused by the kernel"
             }
         };
+        let using = match self.hooks {
+            Hooks::Inode => "using inode tracepoints (changes only)",
+            _ => "using syscall tracepoints",
+        };
         format!(
-            "BPF LSM {}, fentry {}; using syscall tracepoints",
+            "BPF LSM {}, fentry {}; {using}",
             yes_no(self.lsm),
             yes_no(self.fentry)
         )
@@ -170,6 +178,129 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     ("dw_exit_path", "sys_exit_connect"),
 ];
 
+/// Attaches the syscall hook set; the programs the kernel refuses are
+/// logged and skipped.
+fn attach_syscalls(ebpf: &mut Ebpf) -> anyhow::Result<Vec<String>> {
+    let mut attached = Vec::new();
+    let mut loaded: Vec<&str> = Vec::new();
+    let mut failed: Vec<&str> = Vec::new();
+    for &(name, tracepoint) in TRACEPOINTS {
+        if failed.contains(&name) {
+            continue;
+        }
+        let program: &mut TracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("the kernel object has no program {name}"))?
+            .try_into()?;
+        if !loaded.contains(&name) {
+            let started = std::time::Instant::now();
+            let result = program.load();
+            tracing::debug!(program = name, elapsed = ?started.elapsed(), "verified");
+            if let Err(e) = result {
+                tracing::error!(
+                    program = name,
+                    "the kernel refused program {name}: {}; the calls it covers are not \
+                     watched by eBPF (the audit source still covers them if enabled)",
+                    describe(&e)
+                );
+                failed.push(name);
+                continue;
+            }
+            loaded.push(name);
+        }
+        match program.attach("syscalls", tracepoint) {
+            Ok(_) => attached.push(format!("{name}@{tracepoint}")),
+            // Not every call exists on every architecture and kernel
+            // (open, creat, setxattrat, fchmodat2).
+            Err(e) => tracing::debug!(
+                program = name,
+                "cannot attach to syscalls/{tracepoint}: {e:#}"
+            ),
+        }
+    }
+    if !attached.iter().any(|a| a.starts_with("dw_exit_open@")) {
+        anyhow::bail!(
+            "no open probe could be attached (see the errors above); mount tracefs with \
+             `mount -t tracefs tracefs /sys/kernel/tracing` and check that the kernel \
+             allows BPF tracepoints"
+        );
+    }
+    Ok(attached)
+}
+
+/// (program, BTF tracepoint, required) of the inode hook set. Without
+/// `sk_data_ready` (Linux 6.3) only connections go unseen.
+const INODE_HOOKS: &[(&str, &str, bool)] = &[
+    ("dw_ctime_xchg", "ctime_ns_xchg", true),
+    ("dw_ctime_skip", "ctime_xchg_skip", true),
+    ("dw_ctime_set", "inode_set_ctime_to_ts", true),
+    ("dw_unix_connect", "sk_data_ready", false),
+];
+
+/// Attaches the inode hook set, all of it or (on error) none of it: half a
+/// set would miss changes while looking attached.
+fn attach_inode(ebpf: &mut Ebpf) -> anyhow::Result<Vec<String>> {
+    let table = calls::table();
+    if table.is_empty() {
+        anyhow::bail!(
+            "no system call table for this architecture ({})",
+            std::env::consts::ARCH
+        );
+    }
+    let btf = Btf::from_sys_fs().context("no kernel BTF")?;
+    {
+        let map = ebpf
+            .map_mut("CALLS")
+            .context("the kernel object has no CALLS map")?;
+        let mut shapes: HashMap<&mut MapData, u32, CallShape> = HashMap::try_from(map)?;
+        for (nr, shape) in table {
+            shapes
+                .insert(nr, shape, 0)
+                .context("cannot fill the kernel's call table")?;
+        }
+    }
+    let mut links = Vec::new();
+    let mut attached = Vec::new();
+    let mut failure = None;
+    for &(name, tracepoint, required) in INODE_HOOKS {
+        let result = (|| -> anyhow::Result<()> {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .with_context(|| format!("the kernel object has no program {name}"))?
+                .try_into()?;
+            program
+                .load(tracepoint, &btf)
+                .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+            links.push((name, program.attach()?));
+            Ok(())
+        })();
+        match result {
+            Ok(()) => attached.push(format!("{name}@{tracepoint}")),
+            Err(e) if required => {
+                failure = Some(e.context(format!("tracepoint {tracepoint}")));
+                break;
+            }
+            Err(e) => tracing::warn!(
+                program = name,
+                "cannot attach to {tracepoint} ({e:#}): connections to watched unix sockets \
+                 are not seen by eBPF (the audit source still covers them if enabled)"
+            ),
+        }
+    }
+    if let Some(e) = failure {
+        for (name, link) in links {
+            if let Some(program) = ebpf.program_mut(name) {
+                let program: Result<&mut BtfTracePoint, _> = program.try_into();
+                if let Ok(program) = program {
+                    let _ = program.detach(link);
+                }
+            }
+        }
+        return Err(e);
+    }
+    Ok(attached)
+}
+
 /// The loaded object; dropping it detaches every program.
 pub struct Probes {
     ebpf: Ebpf,
@@ -187,51 +318,24 @@ impl Probes {
                 "cannot load the kernel programs: the kernel needs BPF, BTF \
                  (/sys/kernel/btf/vmlinux) and ring buffers (Linux 5.8 or later)",
             )?;
-        let mut attached = Vec::new();
-        let mut loaded: Vec<&str> = Vec::new();
-        let mut failed: Vec<&str> = Vec::new();
-        for &(name, tracepoint) in TRACEPOINTS {
-            if failed.contains(&name) {
-                continue;
-            }
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .with_context(|| format!("the kernel object has no program {name}"))?
-                .try_into()?;
-            if !loaded.contains(&name) {
-                let started = std::time::Instant::now();
-                let result = program.load();
-                tracing::debug!(program = name, elapsed = ?started.elapsed(), "verified");
-                if let Err(e) = result {
-                    tracing::error!(
-                        program = name,
-                        "the kernel refused program {name}: {}; the calls it covers are not \
-                         watched by eBPF (the audit source still covers them if enabled)",
-                        describe(&e)
-                    );
-                    failed.push(name);
-                    continue;
+        let (hooks, attached) = match config.hooks {
+            Hooks::Syscalls => (Hooks::Syscalls, attach_syscalls(&mut ebpf)?),
+            Hooks::Inode => (
+                Hooks::Inode,
+                attach_inode(&mut ebpf).context(
+                    "[sources.ebpf] hooks = \"inode\": the kernel refused the inode hooks; \
+                     they need Linux 6.13 or later on x86_64; use hooks = \"syscalls\" or \"auto\"",
+                )?,
+            ),
+            Hooks::Auto => match attach_inode(&mut ebpf) {
+                Ok(attached) => (Hooks::Inode, attached),
+                Err(e) => {
+                    tracing::info!("inode hooks unavailable ({e:#}); using syscall tracepoints");
+                    (Hooks::Syscalls, attach_syscalls(&mut ebpf)?)
                 }
-                loaded.push(name);
-            }
-            match program.attach("syscalls", tracepoint) {
-                Ok(_) => attached.push(format!("{name}@{tracepoint}")),
-                // Not every call exists on every architecture and kernel
-                // (open, creat, setxattrat, fchmodat2).
-                Err(e) => tracing::debug!(
-                    program = name,
-                    "cannot attach to syscalls/{tracepoint}: {e:#}"
-                ),
-            }
-        }
-        if !attached.iter().any(|a| a.starts_with("dw_exit_open@")) {
-            anyhow::bail!(
-                "no open probe could be attached (see the errors above); mount tracefs with \
-                 `mount -t tracefs tracefs /sys/kernel/tracing` and check that the kernel \
-                 allows BPF tracepoints"
-            );
-        }
-        let attachment = Attachment::detect(&mut ebpf);
+            },
+        };
+        let attachment = Attachment::detect(&mut ebpf, hooks);
         Ok(Probes {
             ebpf,
             attached,

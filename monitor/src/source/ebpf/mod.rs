@@ -7,6 +7,7 @@
 //!
 //! [`Event`]: crate::event::Event
 
+mod calls;
 pub mod decode;
 mod loader;
 mod reader;
@@ -29,6 +30,24 @@ pub struct EbpfConfig {
     /// Size of the kernel → userspace ring buffer in KiB (a power of two,
     /// at least 4). When it fills, records are lost and counted.
     pub ring_buffer_kib: u32,
+    /// Which kernel hooks report changes.
+    pub hooks: Hooks,
+}
+
+/// The hook sets of `monitor-ebpf`: both give the same records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Hooks {
+    /// The inode hooks where the kernel offers them, else the syscall hooks.
+    #[default]
+    Auto,
+    /// VFS tracepoints that fire only when an inode changes: no cost on
+    /// other calls; successful changes only, writes once per clock tick.
+    Inode,
+    /// Syscall tracepoints: every call, failed ones and opens for write
+    /// that write nothing too; every syscall on the host pays the kernel's
+    /// tracing slow path.
+    Syscalls,
 }
 
 impl Default for EbpfConfig {
@@ -36,6 +55,7 @@ impl Default for EbpfConfig {
         EbpfConfig {
             enabled: true,
             ring_buffer_kib: 4096,
+            hooks: Hooks::Auto,
         }
     }
 }

@@ -78,7 +78,7 @@ pub async fn read_records(
             let Some(mut event) = decode_item(&item) else {
                 continue;
             };
-            structural |= is_structural(event.action);
+            structural |= is_structural(&event);
             if keep_watched(&mut event, watches.current()) {
                 decode::add_command_line(&mut event.process);
                 batch.push(event);
@@ -104,18 +104,27 @@ pub async fn read_records(
     }
 }
 
-/// Actions that can change which inode a watched path names.
-fn is_structural(action: Action) -> bool {
-    matches!(
-        action,
-        Action::Create
-            | Action::Rename
-            | Action::Unlink
-            | Action::Mkdir
-            | Action::Link
-            | Action::Symlink
-            | Action::Mknod
-    )
+/// Events that can change which inode a watched path names: the actions
+/// that add or remove names, and a change to a directory by a call the
+/// inode hooks could not name.
+fn is_structural(event: &Event) -> bool {
+    let dir_written = event.action == Action::Write
+        && event
+            .file
+            .as_ref()
+            .and_then(|f| f.mode)
+            .is_some_and(|m| m & libc::S_IFMT == libc::S_IFDIR);
+    dir_written
+        || matches!(
+            event.action,
+            Action::Create
+                | Action::Rename
+                | Action::Unlink
+                | Action::Mkdir
+                | Action::Link
+                | Action::Symlink
+                | Action::Mknod
+        )
 }
 
 /// Whether the event touches a watched path, with its paths spelled as the
