@@ -136,6 +136,10 @@ struct unix_sock {
 } __attribute__((preserve_access_index));
 
 #if defined(__TARGET_ARCH_x86)
+struct thread_info {
+	__u32 status;
+} __attribute__((preserve_access_index));
+
 struct pt_regs {
 	unsigned long di;
 	unsigned long si;
@@ -148,6 +152,9 @@ struct pt_regs {
 #endif
 
 struct task_struct {
+#if defined(__TARGET_ARCH_x86)
+	struct thread_info thread_info;
+#endif
 	__s32 pid;
 	__s32 tgid;
 	struct task_struct *real_parent;
@@ -456,15 +463,23 @@ struct dentry *dw_unix_listener_path(struct sock *sk, struct vfsmount **mnt)
 }
 
 // The system call the current task is in, from the registers it entered
-// the kernel with: its number (or -1: none, or an architecture the shim
-// does not know) and its six arguments.
+// the kernel with: its number (or -1: none, a 32-bit task's, or an
+// architecture the shim does not know) and its six arguments.
 __s64 dw_current_syscall(__u64 *args)
 {
 #if defined(__TARGET_ARCH_x86)
-	struct pt_regs *regs = bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = bpf_task_pt_regs(task);
 	__s64 nr = -1;
+	__u32 status = 0;
 	if (!regs)
 		return -1;
+	// A 32-bit task's numbers are another table's (TS_COMPAT): none.
+	if (EXISTS(task->thread_info.status)) {
+		READ(status, task->thread_info.status);
+		if (status & 0x2)
+			return -1;
+	}
 	READ(nr, regs->orig_ax);
 	READ(args[0], regs->di);
 	READ(args[1], regs->si);
