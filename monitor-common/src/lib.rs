@@ -114,6 +114,11 @@ pub const PATH_RAW: u32 = 4;
 /// `FileRecord::flags`: `raw` is relative and `names` is the directory it
 /// starts from (cwd or dirfd).
 pub const PATH_BASE: u32 = 8;
+/// `FileRecord::flags`: `names` runs from the root of the file system with
+/// device `dev`, not of the mount namespace (an inode hook knows the inode,
+/// not the mount it was reached through); userspace puts the file
+/// system's mount point in front.
+pub const PATH_FS_ROOT: u32 = 16;
 
 /// One file system object in a record.
 #[repr(C)]

@@ -27,12 +27,15 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_user_str};
+use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel_str, bpf_probe_read_user_str};
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
 use aya_ebpf::macros::{btf_tracepoint, map};
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::BtfTracePointContext;
-use monitor_common::{CallShape, Op, WatchKey, ARG_NONE, ARG_PATH, OP_IGNORE, PATH_TRUNCATED};
+use monitor_common::{
+    CallShape, FileRecord, Op, WatchKey, ARG_NONE, ARG_PATH, OP_IGNORE, PATH_BASE, PATH_FS_ROOT,
+    PATH_RAW,
+};
 
 use crate::kernel::*;
 use crate::{path, record, walk};
@@ -193,7 +196,12 @@ fn changed(inode: Ptr) {
         if repeats_last_call(op, nr, &args, &paths[0], inode) {
             return;
         }
-        report(op, &shape, &args, paths, lens, dentry, inode);
+        let fired = Fired {
+            dentry,
+            inode,
+            entry_of_dir,
+        };
+        report(op, &shape, &args, paths, lens, &fired);
     }
 }
 
@@ -303,6 +311,25 @@ fn dirfd(args: &[u64; 6], n: u8) -> i64 {
     arg(args, n).map_or(path::AT_FDCWD, |v| v as i32 as i64)
 }
 
+/// The inode whose stamp is reported, and how it relates to the call.
+struct Fired {
+    dentry: Ptr,
+    inode: Ptr,
+    /// The stamp is on the directory of the call's object.
+    entry_of_dir: bool,
+}
+
+/// Calls whose two paths are both the record's business.
+#[inline(always)]
+fn names_two(op: Op) -> bool {
+    matches!(op, Op::Rename | Op::Link | Op::Symlink)
+}
+
+/// Fills the record. The object's path comes from the kernel wherever it
+/// knows it (the descriptor's file, the stamped inode, or the stamped
+/// directory and the leaf of the caller's path), so that relative paths,
+/// dirfds and symlinks on the way all name the object as it is; rename,
+/// link and symlink keep the caller's two paths, as the syscall hooks do.
 #[inline(always)]
 fn report(
     op: Op,
@@ -310,8 +337,7 @@ fn report(
     args: &[u64; 6],
     paths: &[[u8; ARG_PATH]; 2],
     lens: [i64; 2],
-    dentry: Ptr,
-    inode: Ptr,
+    fired: &Fired,
 ) {
     let task = record::current_task();
     let Some(mut entry) = record::begin(op, 0) else {
@@ -330,23 +356,22 @@ fn report(
             rec.arg_gid = gid as u32;
         }
         let mut fd = arg(args, shape.fd).map(|v| v as i32 as i64);
-        let named = lens[0] > 1;
-        if named {
-            path::fill_raw(task, &paths[0], dirfd(args, shape.dirfd1), &mut rec.file);
-        } else if lens[0] == 1 && shape.dirfd1 != ARG_NONE {
+        if lens[0] == 1 && shape.dirfd1 != ARG_NONE {
             // `AT_EMPTY_PATH`: the call acts on the dirfd itself.
             fd = Some(dirfd(args, shape.dirfd1));
         }
-        if !named {
-            let file = match fd {
-                Some(fd) if fd >= 0 => dw_task_file(task, fd as u32),
-                _ => core::ptr::null(),
-            };
-            if !file.is_null() {
-                walk::fill_file(dw_file_dentry(file), dw_file_vfsmount(file), &mut rec.file);
-            } else {
-                fill_inode(task, dentry, inode, &mut rec.file);
-            }
+        let file = match fd {
+            Some(fd) if fd >= 0 => dw_task_file(task, fd as u32),
+            _ => core::ptr::null(),
+        };
+        if !file.is_null() {
+            walk::fill_file(dw_file_dentry(file), dw_file_vfsmount(file), &mut rec.file);
+        } else if lens[0] > 1 && names_two(op) {
+            path::fill_raw(task, &paths[0], dirfd(args, shape.dirfd1), &mut rec.file);
+        } else if lens[0] > 1 && fired.entry_of_dir {
+            fill_entry(task, fired, &paths[0], &mut rec.file);
+        } else {
+            fill_inode(task, fired.dentry, fired.inode, &mut rec.file);
         }
         if lens[1] > 1 {
             path::fill_raw(task, &paths[1], dirfd(args, shape.dirfd2), &mut rec.target);
@@ -355,12 +380,77 @@ fn report(
     entry.submit(0);
 }
 
-/// The stamped inode by its own name, for a change no argument names. The
-/// task's root mount gives the walk its mount points when the inode lives
-/// there; elsewhere the path stops at its file system's root, marked
-/// truncated rather than passed off as absolute.
+/// State of [`leaf_offset`]'s `bpf_loop`.
+#[repr(C)]
+struct Leaf {
+    buf: *const u8,
+    start: u64,
+}
+
+extern "C" fn leaf_step(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `Leaf`; the index is masked into the
+    // ARG_PATH-byte buffer.
+    unsafe {
+        let l = &mut *(ctx as *mut Leaf);
+        let i = (index as usize) & (ARG_PATH - 1);
+        match *l.buf.add(i) {
+            0 => return 1,
+            b'/' => {
+                // A trailing slash names no leaf after it.
+                if *l.buf.add((i + 1) & (ARG_PATH - 1)) != 0 {
+                    l.start = (i + 1) as u64;
+                }
+            }
+            _ => {}
+        }
+        0
+    }
+}
+
+/// Where the last component of a NUL-terminated path starts.
 #[inline(always)]
-fn fill_inode(task: Ptr, dentry: Ptr, inode: Ptr, out: *mut monitor_common::FileRecord) {
+fn leaf_offset(buf: &[u8; ARG_PATH]) -> usize {
+    let mut l = Leaf {
+        buf: buf.as_ptr(),
+        start: 0,
+    };
+    // SAFETY: helper call with a callback and a context on our stack.
+    unsafe {
+        bpf_loop(
+            ARG_PATH as u32,
+            leaf_step as *mut c_void,
+            &mut l as *mut Leaf as *mut c_void,
+            0,
+        );
+    }
+    l.start as usize & (ARG_PATH - 1)
+}
+
+/// An entry of the stamped directory: the directory by its own name and
+/// the leaf of the caller's path (`mkdir ../d/new` is `<dir>/new`).
+#[inline(always)]
+fn fill_entry(task: Ptr, fired: &Fired, path: &[u8; ARG_PATH], out: *mut FileRecord) {
+    fill_inode(task, fired.dentry, fired.inode, out);
+    let leaf = leaf_offset(path);
+    // SAFETY: `out` is in a ring-buffer reservation; the source is in a
+    // per-CPU value of two ARG_PATH buffers, so `leaf` (< ARG_PATH) plus
+    // ARG_PATH bytes stays inside it.
+    unsafe {
+        (*out).flags |= PATH_RAW | PATH_BASE;
+        bpf_probe_read_kernel_str(
+            (*out).raw.as_mut_ptr() as *mut c_void,
+            ARG_PATH as u32,
+            path.as_ptr().add(leaf) as *const c_void,
+        );
+    }
+}
+
+/// The stamped inode by its own name. The task's root mount gives the walk
+/// its mount points when the inode lives there; elsewhere the path runs
+/// from its file system's root ([`PATH_FS_ROOT`]) and userspace finds the
+/// mount point.
+#[inline(always)]
+fn fill_inode(task: Ptr, dentry: Ptr, inode: Ptr, out: *mut FileRecord) {
     // SAFETY: shim reads; `out` is in a ring-buffer reservation.
     unsafe {
         let root = dw_task_root_vfsmount(task);
@@ -368,7 +458,7 @@ fn fill_inode(task: Ptr, dentry: Ptr, inode: Ptr, out: *mut monitor_common::File
             walk::fill_file(dentry, root, out);
         } else {
             walk::fill_file(dentry, core::ptr::null(), out);
-            (*out).flags |= PATH_TRUNCATED;
+            (*out).flags |= PATH_FS_ROOT;
         }
     }
 }

@@ -563,6 +563,69 @@ fn inode_hooks_see_a_write_through_a_shared_mapping() {
     assert_eq!(std::fs::read_to_string(DAEMON_JSON).unwrap(), "{ \n");
 }
 
+/// The inode hooks name the object the kernel changed, whatever path the
+/// caller took to it: through a symlinked directory, or relative to a
+/// directory descriptor.
+#[test]
+fn inode_hooks_resolve_paths_through_symlinks() {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    let link = "/tmp/dockwatch-link-to-docker";
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(DOCKER, link).unwrap();
+    layout.track(link).track("/etc/docker/through-link.json");
+    let w = Watching::start(Hooks::Inode, &[DOCKER], &["chmod", "create", "unlink"]);
+    let pid = sh(&format!("chmod 600 {link}/daemon.json"));
+    assert_eq!(w.expect("chmod", pid)["file"]["path"], DAEMON_JSON);
+    let pid = sh(&format!("cd {link} && echo x > through-link.json"));
+    assert_eq!(
+        w.expect("create", pid)["file"]["path"],
+        "/etc/docker/through-link.json"
+    );
+    let pid = sh(&format!("rm {link}/through-link.json"));
+    assert_eq!(
+        w.expect("unlink", pid)["file"]["path"],
+        "/etc/docker/through-link.json"
+    );
+}
+
+/// A watch on another file system than the root's: the inode hooks see
+/// its inodes from that file system's root, and the alert still gives the
+/// full path (the mount point in front).
+#[test]
+fn inode_hooks_name_files_on_another_file_system() {
+    let _lock = machine_lock();
+    let dir = "/run/dockwatch-test-tmpfs";
+    let mut layout = Layout::new();
+    layout.dir(dir);
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "dockwatch-test", dir])
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount tmpfs on {dir}");
+    let unmount = || {
+        let _ = Command::new("umount").arg(dir).status();
+    };
+    let result = std::panic::catch_unwind(|| {
+        std::fs::write(format!("{dir}/config.toml"), "").unwrap();
+        let w = Watching::start(Hooks::Inode, &[dir], &["create", "chmod"]);
+        let pid = sh(&format!("echo x > {dir}/new.sock"));
+        assert_eq!(
+            w.expect("create", pid)["file"]["path"],
+            format!("{dir}/new.sock")
+        );
+        let pid = sh(&format!("cd {dir} && chmod 600 config.toml"));
+        assert_eq!(
+            w.expect("chmod", pid)["file"]["path"],
+            format!("{dir}/config.toml")
+        );
+    });
+    unmount();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// Every test above, once per hook set.
 macro_rules! with_each_hook_set {
     ($($name:ident),* $(,)?) => {

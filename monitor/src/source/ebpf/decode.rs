@@ -12,8 +12,11 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use monitor_common::{
-    FileRecord, Op, Record, PATH_BASE, PATH_BUF, PATH_RAW, PATH_RESOLVED, PATH_TRUNCATED,
+    FileRecord, Op, Record, PATH_BASE, PATH_BUF, PATH_FS_ROOT, PATH_RAW, PATH_RESOLVED,
+    PATH_TRUNCATED,
 };
+
+use super::mounts::MOUNTS;
 
 use super::watches::normalize;
 
@@ -115,6 +118,12 @@ fn resolved_path(file: &FileRecord) -> Option<Vec<u8>> {
         // A path longer than the kernel keeps: say so rather than invent
         // a shorter one that names another file.
         path.extend_from_slice(b"/...");
+    } else if file.flags & PATH_FS_ROOT != 0 {
+        // Without its mount point the path would name another file.
+        let point = MOUNTS.mount_point(file.dev)?;
+        if point != b"/" {
+            path.extend_from_slice(&point);
+        }
     }
     for c in components {
         path.push(b'/');
@@ -286,6 +295,16 @@ mod tests {
     fn components_are_put_back_in_order() {
         let f = file(b"daemon.json\0docker\0etc\0", PATH_RESOLVED);
         assert_eq!(path_of(&f).unwrap(), &b"/etc/docker/daemon.json"[..]);
+    }
+
+    #[test]
+    fn paths_from_a_file_system_root_get_its_mount_point() {
+        use std::os::unix::fs::MetadataExt;
+        let mut f = file(b"daemon.json\0docker\0etc\0", PATH_RESOLVED | PATH_FS_ROOT);
+        f.dev = kernel_dev(std::fs::metadata("/").unwrap().dev());
+        assert_eq!(path_of(&f).unwrap(), &b"/etc/docker/daemon.json"[..]);
+        f.dev = (4095 << 20) | 1;
+        assert_eq!(path_of(&f), None, "no mount of that device: no path");
     }
 
     #[test]

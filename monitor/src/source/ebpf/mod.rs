@@ -10,6 +10,7 @@
 mod calls;
 pub mod decode;
 mod loader;
+mod mounts;
 mod reader;
 pub mod watches;
 
