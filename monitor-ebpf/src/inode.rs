@@ -27,7 +27,7 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel_str, bpf_probe_read_user_str};
+use aya_ebpf::helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str};
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
 use aya_ebpf::macros::{btf_tracepoint, map};
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray};
@@ -38,6 +38,7 @@ use monitor_common::{
 };
 
 use crate::kernel::*;
+use crate::scan::{scan, ByteScan};
 use crate::{path, record, walk};
 
 /// What each system call does and where its arguments are, by number.
@@ -228,45 +229,24 @@ fn read_path(args: &[u64; 6], n: u8, skip: u8, out: &mut [u8; ARG_PATH]) -> i64 
     n
 }
 
-/// State of [`path_hash`]'s `bpf_loop`.
-#[repr(C)]
-struct Hash {
-    buf: *const u8,
-    hash: u64,
-}
+/// FNV-1a of a NUL-terminated path.
+struct PathHash(u64);
 
-extern "C" fn hash_step(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the caller's `Hash`; the index is masked into the
-    // ARG_PATH-byte buffer.
-    unsafe {
-        let h = &mut *(ctx as *mut Hash);
-        let c = *h.buf.add((index as usize) & (ARG_PATH - 1));
+impl ByteScan for PathHash {
+    fn take(&mut self, _index: usize, c: u8) -> bool {
         if c == 0 {
-            return 1;
+            return false;
         }
-        h.hash = (h.hash ^ c as u64).wrapping_mul(0x100_0000_01b3);
-        0
+        self.0 = (self.0 ^ c as u64).wrapping_mul(0x100_0000_01b3);
+        true
     }
 }
 
-/// FNV-1a of a NUL-terminated path: tools that reuse one buffer for every
-/// path (`rm a b` through fts) pass the same pointer for different files.
+/// Tools that reuse one buffer for every path (`rm a b` through fts) pass
+/// the same pointer for different files: the call is told by its string.
 #[inline(always)]
 fn path_hash(buf: &[u8; ARG_PATH]) -> u64 {
-    let mut h = Hash {
-        buf: buf.as_ptr(),
-        hash: 0xcbf2_9ce4_8422_2325,
-    };
-    // SAFETY: helper call with a callback and a context on our stack.
-    unsafe {
-        bpf_loop(
-            ARG_PATH as u32,
-            hash_step as *mut c_void,
-            &mut h as *mut Hash as *mut c_void,
-            0,
-        );
-    }
-    h.hash
+    scan(buf, PathHash(0xcbf2_9ce4_8422_2325)).0
 }
 
 /// Whether this stamp belongs to what this thread reported last: the same
@@ -380,50 +360,38 @@ fn report(
     entry.submit(0);
 }
 
-/// State of [`leaf_offset`]'s `bpf_loop`.
-#[repr(C)]
+/// Where the last component of a path starts: after its last slash that
+/// something follows (a trailing slash names no leaf after it).
 struct Leaf {
-    buf: *const u8,
-    start: u64,
+    start: usize,
+    after_slash: Option<usize>,
 }
 
-extern "C" fn leaf_step(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the caller's `Leaf`; the index is masked into the
-    // ARG_PATH-byte buffer.
-    unsafe {
-        let l = &mut *(ctx as *mut Leaf);
-        let i = (index as usize) & (ARG_PATH - 1);
-        match *l.buf.add(i) {
-            0 => return 1,
-            b'/' => {
-                // A trailing slash names no leaf after it.
-                if *l.buf.add((i + 1) & (ARG_PATH - 1)) != 0 {
-                    l.start = (i + 1) as u64;
+impl ByteScan for Leaf {
+    fn take(&mut self, index: usize, c: u8) -> bool {
+        match c {
+            0 => return false,
+            b'/' => self.after_slash = Some(index + 1),
+            _ => {
+                if let Some(start) = self.after_slash.take() {
+                    self.start = start;
                 }
             }
-            _ => {}
         }
-        0
+        true
     }
 }
 
-/// Where the last component of a NUL-terminated path starts.
 #[inline(always)]
 fn leaf_offset(buf: &[u8; ARG_PATH]) -> usize {
-    let mut l = Leaf {
-        buf: buf.as_ptr(),
-        start: 0,
-    };
-    // SAFETY: helper call with a callback and a context on our stack.
-    unsafe {
-        bpf_loop(
-            ARG_PATH as u32,
-            leaf_step as *mut c_void,
-            &mut l as *mut Leaf as *mut c_void,
-            0,
-        );
-    }
-    l.start as usize & (ARG_PATH - 1)
+    let leaf = scan(
+        buf,
+        Leaf {
+            start: 0,
+            after_slash: None,
+        },
+    );
+    leaf.start & (ARG_PATH - 1)
 }
 
 /// An entry of the stamped directory: the directory by its own name and

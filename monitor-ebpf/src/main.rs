@@ -21,6 +21,7 @@ mod open;
 mod path;
 mod probe;
 mod record;
+mod scan;
 mod walk;
 
 #[panic_handler]

@@ -14,9 +14,7 @@
 //! The decision is made at entry; the record is written at exit, with the
 //! return value.
 
-use core::ffi::c_void;
-
-use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str};
+use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user_str};
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user};
 use aya_ebpf::macros::{map, tracepoint};
 use aya_ebpf::maps::lpm_trie::Key;
@@ -26,6 +24,7 @@ use monitor_common::{FileRecord, Op, WatchKey, WatchValue, ARG_PATH, PATH_BASE, 
 
 use crate::args::{arg, ret};
 use crate::kernel::*;
+use crate::scan::{scan, ByteScan};
 use crate::{record, walk};
 
 /// Watched paths as strings, for calls that name a path.
@@ -92,58 +91,43 @@ fn base_of(task: Ptr, dirfd: i64) -> (Ptr, Ptr) {
     }
 }
 
-/// State of [`has_odd_segment`]'s scan, shared with its `bpf_loop` callback.
-#[repr(C)]
-struct Scan {
-    buf: *const u8,
+/// [`has_odd_segment`]'s scan.
+struct OddSegment {
     /// 0 = at segment start, 1 = one dot, 2 = two dots, 3 = ordinary.
-    state: u64,
-    odd: u64,
+    state: u8,
+    odd: bool,
 }
 
-extern "C" fn scan_step(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the caller's `Scan`; the index is masked into the
-    // ARG_PATH-byte buffer.
-    unsafe {
-        let scan = &mut *(ctx as *mut Scan);
-        let c = *scan.buf.add((index as usize) & (ARG_PATH - 1));
+impl ByteScan for OddSegment {
+    fn take(&mut self, _index: usize, c: u8) -> bool {
         if c == 0 || c == b'/' {
-            if scan.state != 3 {
-                scan.odd = 1;
-                return 1;
+            if self.state != 3 {
+                self.odd = true;
+                return false;
             }
-            if c == 0 {
-                return 1;
-            }
-            scan.state = 0;
-        } else if c == b'.' && scan.state < 2 {
-            scan.state += 1;
-        } else {
-            scan.state = 3;
+            self.state = 0;
+            return c != 0;
         }
-        0
+        if c == b'.' && self.state < 2 {
+            self.state += 1;
+        } else {
+            self.state = 3;
+        }
+        true
     }
 }
 
-/// A segment the trie cannot judge: empty (`//`), `.` or `..`. Scanned
-/// with `bpf_loop` so the verifier checks one step, not 256.
+/// A segment the trie cannot judge: empty (`//`), `.` or `..`.
 #[inline(always)]
 fn has_odd_segment(buf: &[u8; ARG_PATH]) -> bool {
-    let mut scan = Scan {
-        buf: buf.as_ptr(),
-        state: 3,
-        odd: 0,
-    };
-    // SAFETY: helper call with a callback and a context on our stack.
-    unsafe {
-        bpf_loop(
-            ARG_PATH as u32,
-            scan_step as *mut c_void,
-            &mut scan as *mut Scan as *mut c_void,
-            0,
-        );
-    }
-    scan.odd != 0
+    scan(
+        buf,
+        OddSegment {
+            state: 3,
+            odd: false,
+        },
+    )
+    .odd
 }
 
 /// Does the string `buf` (length `n` with its NUL), relative to `dirfd`,
