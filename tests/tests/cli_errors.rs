@@ -88,3 +88,24 @@ fn run_without_root_names_the_missing_privilege() {
     assert!(stderr.contains("CAP_BPF"), "stderr: {stderr}");
     assert!(stderr.contains("run dockwatch as root"), "stderr: {stderr}");
 }
+
+#[test]
+fn an_unknown_hook_set_is_located_in_the_config_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[sources.ebpf]\nhooks = \"kprobes\"\n").unwrap();
+    let (code, _, stderr) = run_cli([
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--rules",
+        shipped_rules().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "stderr: {stderr}");
+    let located = format!("{}:2:", config.display());
+    assert!(stderr.contains(&located), "no {located} in {stderr}");
+    for word in ["kprobes", "auto", "inode", "syscalls"] {
+        assert!(stderr.contains(word), "no {word} in {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
