@@ -39,7 +39,9 @@ pub(super) struct FloodControl {
     burst: u32,
     window: Duration,
     max_keys: usize,
-    windows: HashMap<Key, Window>,
+    /// Looked up twice per alert: foldhash, as SipHash showed in replay
+    /// profiles. The number of keys is bounded (`max_keys`).
+    windows: HashMap<Key, Window, foldhash::fast::RandomState>,
     /// (end, key), earliest first; entries of replaced windows are skipped.
     expiry: BinaryHeap<Reverse<(Instant, Key)>>,
 }
@@ -50,7 +52,7 @@ impl FloodControl {
             burst,
             window,
             max_keys: max_keys.max(1),
-            windows: HashMap::new(),
+            windows: HashMap::default(),
             expiry: BinaryHeap::new(),
         }
     }

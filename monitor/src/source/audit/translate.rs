@@ -31,10 +31,15 @@ const INODE_CACHE: usize = 1024;
 /// PATH items looked at per event; more are counted but not resolved.
 const MAX_ITEMS: usize = 16;
 
+/// Inode → path memory. Hashed with foldhash: SipHash showed in replay
+/// profiles, and the cache is bounded and cleared when full, so a hasher
+/// that is only minimally DoS-resistant costs nothing to fear.
+type InodeCache = HashMap<(u64, u64), Bytes, foldhash::fast::RandomState>;
+
 /// Turns groups into events; remembers recent inode paths across events.
 #[derive(Default)]
 pub struct Translator {
-    inodes: HashMap<(u64, u64), Bytes>,
+    inodes: InodeCache,
     scratch: Scratch,
 }
 
@@ -61,7 +66,7 @@ impl Scratch {
     /// earlier event gave its inode when the name is `(null)`.
     fn file_ref(
         &mut self,
-        inodes: &HashMap<(u64, u64), Bytes>,
+        inodes: &InodeCache,
         arena: &mut Arena,
         items: &[Item<'_>],
         index: usize,
