@@ -387,18 +387,20 @@ pub fn decode_str_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
         }
         b"(null)" | b"(none)" | b"" => false,
         _ if raw.len().is_multiple_of(2) => {
-            let start = out.len();
-            out.reserve(raw.len() / 2);
-            for pair in raw.chunks_exact(2) {
-                let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
-                if (hi | lo) & 0xf0 != 0 {
-                    // Not hex after all (`?`, a bare word): keep it as is.
-                    out.truncate(start);
-                    out.extend_from_slice(raw);
-                    return true;
-                }
-                out.push(hi << 4 | lo);
+            // Checking every digit first leaves the decoding loop without
+            // exits or capacity checks (proctitles are long hex strings).
+            let hex = raw
+                .iter()
+                .fold(true, |hex, &b| hex & (HEX_VALUE[b as usize] != 0xff));
+            if !hex {
+                // Not hex after all (`?`, a bare word): keep it as is.
+                out.extend_from_slice(raw);
+                return true;
             }
+            out.extend(
+                raw.chunks_exact(2)
+                    .map(|pair| HEX_VALUE[pair[0] as usize] << 4 | HEX_VALUE[pair[1] as usize]),
+            );
             true
         }
         _ => {
@@ -436,6 +438,19 @@ fn hex_val(b: u8) -> u8 {
 pub fn parse_dec(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
+    }
+    if s.len() < 20 {
+        // Every id, pid and inode: 19 digits cannot overflow a u64, so the
+        // loop needs no overflow checks.
+        let mut v: u64 = 0;
+        for &b in s {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + d as u64;
+        }
+        return Some(v);
     }
     let mut v: u64 = 0;
     for &b in s {
