@@ -188,20 +188,76 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// The event id of the last header parsed, kept with its text.
+///
+/// The records of one event follow one another with the same
+/// `audit(seconds.millis:serial)` text, so comparing the text with the last
+/// one spares parsing its three numbers for most records of a log.
+#[derive(Debug, Clone)]
+pub struct IdCache {
+    text: [u8; ID_TEXT],
+    len: usize,
+    id: Option<AuditId>,
+}
+
+impl Default for IdCache {
+    fn default() -> IdCache {
+        IdCache {
+            text: [0; ID_TEXT],
+            len: 0,
+            id: None,
+        }
+    }
+}
+
+/// Longest id text cached: `18446744073709551615.999:18446744073709551615`
+/// is 45 bytes.
+const ID_TEXT: usize = 48;
+
+impl IdCache {
+    fn parse(&mut self, text: &[u8]) -> Option<AuditId> {
+        if let Some(id) = self.id.filter(|_| text == &self.text[..self.len]) {
+            return Some(id);
+        }
+        let id = parse_id(text)?;
+        if let Some(slot) = self.text.get_mut(..text.len()) {
+            slot.copy_from_slice(text);
+            self.len = text.len();
+            self.id = Some(id);
+        }
+        Some(id)
+    }
+}
+
 impl<'a> Record<'a> {
     /// Parses one audit.log line (without its newline).
     pub fn parse_line(line: &'a [u8]) -> Result<Record<'a>, ParseError> {
+        Record::parse_line_cached(line, &mut IdCache::default())
+    }
+
+    /// [`Record::parse_line`] for the lines of one log, in order: `ids`
+    /// remembers the last id so the next record of the same event need not
+    /// parse it again.
+    pub fn parse_line_cached(line: &'a [u8], ids: &mut IdCache) -> Result<Record<'a>, ParseError> {
         let rest = line.strip_prefix(b"type=").ok_or(ParseError::NoType)?;
         let end = find(rest, b' ').ok_or(ParseError::NoHeader)?;
         let kind = RecordType::from_name(&rest[..end]).ok_or(ParseError::UnknownTypeName)?;
         let rest = rest[end + 1..]
             .strip_prefix(b"msg=")
             .ok_or(ParseError::NoHeader)?;
-        Record::parse_payload(kind, rest)
+        Record::split_payload(kind, rest, |text| ids.parse(text))
     }
 
     /// Parses a netlink payload (`audit(…): fields`) of type `kind`.
     pub fn parse_payload(kind: RecordType, payload: &'a [u8]) -> Result<Record<'a>, ParseError> {
+        Record::split_payload(kind, payload, parse_id)
+    }
+
+    fn split_payload(
+        kind: RecordType,
+        payload: &'a [u8],
+        parse_id: impl FnOnce(&[u8]) -> Option<AuditId>,
+    ) -> Result<Record<'a>, ParseError> {
         // Netlink payloads may end in NULs and a newline.
         let payload = trim_end(payload);
         let rest = payload
