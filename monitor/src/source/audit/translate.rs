@@ -266,7 +266,8 @@ fn parse_item(body: &[u8]) -> Item<'_> {
 
 /// `fe:00` (hex major:minor) → the kernel's `MKDEV` encoding.
 fn parse_dev(s: &[u8]) -> Option<u64> {
-    let colon = memchr::memchr(b':', s)?;
+    // Five bytes: a plain scan, not a memchr call.
+    let colon = s.iter().position(|&b| b == b':')?;
     let major = parse_hex(&s[..colon])?;
     let minor = parse_hex(&s[colon + 1..])?;
     Some(major << 20 | minor)
