@@ -9,6 +9,7 @@
 //! Every string of one event is decoded into a single buffer that is then
 //! frozen and sliced, so an event costs one allocation for all its bytes.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -133,9 +134,18 @@ struct Syscall<'a> {
     enriched: &'a [u8],
     success: Option<bool>,
     exit: Option<i64>,
-    args: [Option<u64>; 4],
+    /// `a0`..`a3` as written: an event reads one or two of them, so they
+    /// are parsed when read ([`Syscall::arg`]), not all four up front.
+    args: [Option<&'a [u8]>; 4],
     process: RawProcess<'a>,
     key: Option<&'a [u8]>,
+}
+
+impl Syscall<'_> {
+    /// Argument `i` (`a0`..`a3`), a hex number.
+    fn arg(&self, i: usize) -> Option<u64> {
+        self.args.get(i).copied().flatten().and_then(parse_hex)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -220,10 +230,10 @@ fn parse_syscall<'a>(record: &Record<'a>) -> Syscall<'a> {
             b"syscall" => sc.nr = parse_dec(value),
             b"success" => sc.success = Some(value == b"yes"),
             b"exit" => sc.exit = parse_signed(value),
-            b"a0" => sc.args[0] = parse_hex(value),
-            b"a1" => sc.args[1] = parse_hex(value),
-            b"a2" => sc.args[2] = parse_hex(value),
-            b"a3" => sc.args[3] = parse_hex(value),
+            b"a0" => sc.args[0] = Some(value),
+            b"a1" => sc.args[1] = Some(value),
+            b"a2" => sc.args[2] = Some(value),
+            b"a3" => sc.args[3] = Some(value),
             b"key" => sc.key = Some(value),
             _ => {
                 sc.process.take(key, value);
@@ -354,7 +364,7 @@ impl Translator {
         let action = match kind {
             Kind::Open { flags_arg } => {
                 let flags = match flags_arg {
-                    Some(i) => sc.args[i],
+                    Some(i) => sc.arg(i),
                     None => parts.openat2_flags.or(Some(syscalls::OPEN_WRITE_FLAGS)),
                 };
                 if flags? & syscalls::OPEN_WRITE_FLAGS == 0 {
@@ -405,7 +415,7 @@ impl Translator {
         }
         match kind {
             Kind::Chmod { mode_arg } => {
-                if let (Some(f), Some(mode)) = (file.as_mut(), sc.args[mode_arg]) {
+                if let (Some(f), Some(mode)) = (file.as_mut(), sc.arg(mode_arg)) {
                     let kind_bits = f.mode.map_or(0, |m| m & 0o170000);
                     f.mode = Some(kind_bits | (mode as u32 & 0o7777));
                 }
@@ -414,10 +424,10 @@ impl Translator {
                 if let Some(f) = file.as_mut() {
                     let new_id =
                         |arg: Option<u64>| arg.map(|v| v as u32).filter(|&v| v != u32::MAX);
-                    if let Some(uid) = new_id(sc.args[owner_arg]) {
+                    if let Some(uid) = new_id(sc.arg(owner_arg)) {
                         f.uid = Some(uid);
                     }
-                    if let Some(gid) = new_id(sc.args.get(owner_arg + 1).copied().flatten()) {
+                    if let Some(gid) = new_id(sc.arg(owner_arg + 1)) {
                         f.gid = Some(gid);
                     }
                 }
@@ -447,7 +457,19 @@ impl Translator {
                 if self.inodes.len() >= INODE_CACHE {
                     self.inodes.clear();
                 }
-                self.inodes.insert((dev, ino), file.path.clone());
+                // The same files come back again and again: an equal path
+                // already cached stays, sparing a clone and a drop (two
+                // atomic reference count updates) per event.
+                match self.inodes.entry((dev, ino)) {
+                    Entry::Occupied(mut known) => {
+                        if *known.get() != file.path {
+                            known.insert(file.path.clone());
+                        }
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(file.path.clone());
+                    }
+                }
             }
         }
     }
