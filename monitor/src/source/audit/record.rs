@@ -355,7 +355,7 @@ impl<'a> Iterator for Fields<'a> {
         loop {
             let start = rest.iter().position(|&b| b != b' ')?;
             rest = &rest[start..];
-            let Some(eq) = rest.iter().position(|&b| b == b'=' || b == b' ') else {
+            let Some(eq) = rest.iter().position(|&b| KEY_END[b as usize]) else {
                 self.rest = &[];
                 return None;
             };
@@ -386,6 +386,15 @@ impl<'a> Iterator for Fields<'a> {
         }
     }
 }
+
+/// `=` and space, the bytes that end a key: one table load per byte is
+/// half the instructions of two comparisons in the key scan.
+static KEY_END: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'=' as usize] = true;
+    table[b' ' as usize] = true;
+    table
+};
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
