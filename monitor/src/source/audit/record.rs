@@ -347,15 +347,16 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
-    // Fields are short (a few bytes each), so plain byte scans beat memchr
-    // calls (and, measured, word-at-a-time scans) here; this is the
-    // innermost loop of every replay.
+    // Fields are short (a few bytes each): memchr's call and setup cost
+    // more than they save, so keys and values are scanned eight bytes at a
+    // time in a register (`find`, `find2`), which measured faster in replay
+    // than byte loops. This is the innermost loop of every replay.
     fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
         let mut rest = self.rest;
         loop {
             let start = rest.iter().position(|&b| b != b' ')?;
             rest = &rest[start..];
-            let Some(eq) = rest.iter().position(|&b| KEY_END[b as usize]) else {
+            let Some(eq) = find2(rest, b'=', b' ') else {
                 self.rest = &[];
                 return None;
             };
@@ -378,7 +379,7 @@ impl<'a> Iterator for Fields<'a> {
                     return Some((key, &after[..len]));
                 }
                 _ => {
-                    let len = after.iter().position(|&b| b == b' ').unwrap_or(after.len());
+                    let len = find(after, b' ').unwrap_or(after.len());
                     self.rest = &after[len..];
                     return Some((key, strip_quote_close(&after[..len])));
                 }
@@ -386,15 +387,6 @@ impl<'a> Iterator for Fields<'a> {
         }
     }
 }
-
-/// `=` and space, the bytes that end a key: one table load per byte is
-/// half the instructions of two comparisons in the key scan.
-static KEY_END: [bool; 256] = {
-    let mut table = [false; 256];
-    table[b'=' as usize] = true;
-    table[b' ' as usize] = true;
-    table
-};
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -427,6 +419,27 @@ fn find(s: &[u8], a: u8) -> Option<usize> {
         .remainder()
         .iter()
         .position(|&b| b == a)
+        .map(|i| base + i)
+}
+
+/// The first `a` or `b` in `s`, as [`find`].
+#[inline(always)]
+fn find2(s: &[u8], a: u8, b: u8) -> Option<usize> {
+    let (pa, pb) = (ONES * a as u64, ONES * b as u64);
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+        let hits = zero_bytes(word ^ pa) | zero_bytes(word ^ pb);
+        if hits != 0 {
+            return Some(base + (hits.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == a || c == b)
         .map(|i| base + i)
 }
 
@@ -657,6 +670,33 @@ mod tests {
         assert!(!decode_str_into(b"(none)", &mut out));
         assert!(decode_str_into(b"\"/etc/docker/\"", &mut out));
         assert_eq!(out, b"/etc/docker/");
+    }
+
+    #[test]
+    fn word_scans_find_what_byte_scans_find() {
+        // Bytes around the targets and the borrow edge cases of zero_bytes.
+        let alphabet = [
+            b' ', b'=', b'"', b')', 0x00, 0x01, 0x1f, 0x21, 0x3c, 0x3e, 0x7f, 0x80, 0xa0, 0xbd,
+            0xff, b'a',
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 41) as usize;
+            let s: Vec<u8> = (0..len)
+                .map(|i| alphabet[((state >> (i % 60)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            for &a in &[b' ', b'"', b')'] {
+                assert_eq!(find(&s, a), s.iter().position(|&c| c == a), "{s:?}");
+            }
+            assert_eq!(
+                find2(&s, b'=', b' '),
+                s.iter().position(|&c| c == b'=' || c == b' '),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]
