@@ -688,7 +688,7 @@ mod tests {
             let s: Vec<u8> = (0..len)
                 .map(|i| alphabet[((state >> (i % 60)) as usize + i * 7) % alphabet.len()])
                 .collect();
-            for &a in &[b' ', b'"', b')'] {
+            for &a in b" \")" {
                 assert_eq!(find(&s, a), s.iter().position(|&c| c == a), "{s:?}");
             }
             assert_eq!(
