@@ -163,7 +163,12 @@ impl Reassembler {
             }
             return;
         }
-        let index = match self.open.iter().rposition(|g| g.id == record.id) {
+        // Most records belong to the newest group: no search for them.
+        let newest = self.open.len().checked_sub(1);
+        let index = match newest
+            .filter(|&i| self.open[i].id == record.id)
+            .or_else(|| self.open.iter().rposition(|g| g.id == record.id))
+        {
             Some(i) => i,
             None => {
                 if self.recent_max.is_some_and(|max| record.id <= max)
@@ -262,6 +267,7 @@ impl Reassembler {
         self.recent_max = Some(self.recent_max.map_or(id, |m| m.max(id)));
     }
 
+    #[inline]
     fn report_gaps(&mut self, seq: u64, all: bool, emit: &mut Emit<'_>) {
         let horizon = if all {
             u64::MAX
