@@ -194,8 +194,10 @@ pub enum Detail {
     Lost { count: u64, what: &'static str },
     /// An audit configuration change, in auditd's own words.
     AuditConfig { op: String, text: String },
-    /// A baseline check changed (or, at start, a failing check).
-    Posture(PostureChange),
+    /// A baseline check changed (or, at start, a failing check). Boxed: it
+    /// is by far the largest detail, and every event of every source is
+    /// moved from stage to stage with room for it.
+    Posture(Box<PostureChange>),
     /// Alerts dropped by a sink's outbox bound.
     Dropped { sink: String, count: u64 },
 }

@@ -165,6 +165,16 @@ impl Outputs {
 
     /// Accepts an alert for every sink; never blocks on delivery.
     pub fn send(&mut self, alert: &Alert) {
+        if let [Output::Stdout] = self.sinks.as_slice() {
+            // Stdout alone (replay's default): the line goes straight into
+            // the batch rather than through `line`.
+            alert.write_json(&mut self.stdout);
+            self.stdout.push(b'\n');
+            if self.stdout.len() >= STDOUT_BATCH {
+                self.flush();
+            }
+            return;
+        }
         let mut json_ready = false;
         for sink in &mut self.sinks {
             match sink {

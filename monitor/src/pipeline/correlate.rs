@@ -80,12 +80,18 @@ impl Correlator {
         self.enabled = enabled;
     }
 
+    /// Whether `alert` leaves [`Correlator::push`] at once, as it came: when
+    /// correlation is off, or for sources that have no twin.
+    pub fn passes(&self, alert: &Alert) -> bool {
+        !self.enabled || !matches!(alert.event.source, Source::Ebpf | Source::Audit)
+    }
+
     pub fn push(&mut self, alert: Alert, now: Instant, out: &mut Vec<Alert>) {
-        let source = alert.event.source;
-        if !self.enabled || !matches!(source, Source::Ebpf | Source::Audit) {
+        if self.passes(&alert) {
             out.push(alert);
             return;
         }
+        let source = alert.event.source;
         let key = Key::of(&alert);
         if let Some(queue) = self.by_key.get_mut(&key) {
             let twin = queue

@@ -107,15 +107,14 @@ impl Pipeline {
             self.matched = recycle(matched);
             return;
         };
+        // `matched` borrows the rules: the stages are passed field by field.
+        let (correlator, flood, staged) = (&mut self.correlator, &mut self.flood, &mut self.staged);
         for rule in others {
             let alert = Alert::new(event.clone(), Arc::clone(rule), self.host.clone());
-            self.correlator.push(alert, now, &mut self.staged);
+            correlate_then_flood(correlator, flood, staged, alert, now, out);
         }
         let alert = Alert::new(event, Arc::clone(last), self.host.clone());
-        self.correlator.push(alert, now, &mut self.staged);
-        for alert in self.staged.drain(..) {
-            self.flood.push(alert, now, out);
-        }
+        correlate_then_flood(correlator, flood, staged, alert, now, out);
         self.matched = recycle(matched);
     }
 
@@ -150,6 +149,27 @@ impl Pipeline {
     /// self-monitoring).
     pub fn held(&self) -> (usize, usize) {
         (self.correlator.held(), self.flood.tracked())
+    }
+}
+
+/// Correlation, then flood control. An alert correlation passes as it is
+/// goes straight on rather than through `staged`: one move of the alert
+/// less, on every alert of a replay.
+fn correlate_then_flood(
+    correlator: &mut Correlator,
+    flood: &mut FloodControl,
+    staged: &mut Vec<Alert>,
+    alert: Alert,
+    now: Instant,
+    out: &mut Vec<Alert>,
+) {
+    if correlator.passes(&alert) {
+        flood.push(alert, now, out);
+        return;
+    }
+    correlator.push(alert, now, staged);
+    for alert in staged.drain(..) {
+        flood.push(alert, now, out);
     }
 }
 

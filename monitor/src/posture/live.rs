@@ -281,7 +281,7 @@ impl Posture {
         if let Some(process) = process {
             event.process = process.clone();
         }
-        event.detail = Detail::Posture(change);
+        event.detail = Detail::Posture(Box::new(change));
         Alert::new(event, rule, self.host.clone())
     }
 }
@@ -351,7 +351,7 @@ mod tests {
             .iter()
             .filter(|a| a.event.action == Action::PostureDrift)
             .map(|a| match &a.event.detail {
-                Detail::Posture(change) => change,
+                Detail::Posture(change) => &**change,
                 other => panic!("drift alert without posture detail: {other:?}"),
             })
             .collect()

@@ -71,6 +71,11 @@ pub struct Reassembler {
     recent: VecDeque<(AuditId, u64)>,
     /// The highest id in `recent`: ids above it cannot be stragglers.
     recent_max: Option<AuditId>,
+    /// No open group is complete by count before this record number: a
+    /// lower bound on `last_record + later_records + 1` over `open`, so most
+    /// records need no scan of the open groups. Groups only gain records or
+    /// leave, which keeps it a lower bound; a scan makes it exact again.
+    due: u64,
     translator: Translator,
     gaps: GapTracker,
     stats: Stats,
@@ -90,6 +95,7 @@ impl Reassembler {
             spare: Vec::new(),
             recent: VecDeque::with_capacity(RECENT),
             recent_max: None,
+            due: u64::MAX,
             translator: Translator::new(),
             gaps: GapTracker::default(),
             stats: Stats::default(),
@@ -157,7 +163,12 @@ impl Reassembler {
             }
             return;
         }
-        let index = match self.open.iter().rposition(|g| g.id == record.id) {
+        // Most records belong to the newest group: no search for them.
+        let newest = self.open.len().checked_sub(1);
+        let index = match newest
+            .filter(|&i| self.open[i].id == record.id)
+            .or_else(|| self.open.iter().rposition(|g| g.id == record.id))
+        {
             Some(i) => i,
             None => {
                 if self.recent_max.is_some_and(|max| record.id <= max)
@@ -173,6 +184,7 @@ impl Reassembler {
                 let mut group = self.spare.pop().unwrap_or_else(|| Group::new(record.id));
                 group.reset(record.id, origin);
                 self.open.push_back(group);
+                self.due = self.due.min(seq + self.limits.later_records + 1);
                 self.stats.groups += 1;
                 self.open.len() - 1
             }
@@ -186,12 +198,17 @@ impl Reassembler {
             self.complete(index, emit);
         }
         // Complete what enough later records have followed.
-        while let Some(i) = self
-            .open
-            .iter()
-            .position(|g| seq - g.last_record > self.limits.later_records)
-        {
-            self.complete(i, emit);
+        if seq >= self.due {
+            while let Some(i) = self
+                .open
+                .iter()
+                .position(|g| seq - g.last_record > self.limits.later_records)
+            {
+                self.complete(i, emit);
+            }
+            self.due = self.open.iter().fold(u64::MAX, |due, g| {
+                due.min(g.last_record + self.limits.later_records + 1)
+            });
         }
         while self.open.len() > self.limits.max_open {
             self.stats.forced += 1;
@@ -250,6 +267,7 @@ impl Reassembler {
         self.recent_max = Some(self.recent_max.map_or(id, |m| m.max(id)));
     }
 
+    #[inline]
     fn report_gaps(&mut self, seq: u64, all: bool, emit: &mut Emit<'_>) {
         let horizon = if all {
             u64::MAX

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::assemble::{Emit, Reassembler};
 use super::lines::{Line, MAX_LINE};
-use super::record::Record;
+use super::record::{IdCache, Record};
 
 /// Warnings printed per input before the rest are only counted.
 const SHOWN: u64 = 10;
@@ -20,6 +20,7 @@ pub struct Input {
     pub name: String,
     pub records: u64,
     bad: u64,
+    ids: IdCache,
 }
 
 impl Input {
@@ -28,6 +29,7 @@ impl Input {
             name: name.into(),
             records: 0,
             bad: 0,
+            ids: IdCache::default(),
         }
     }
 
@@ -43,7 +45,7 @@ impl Input {
         emit: &mut Emit<'_>,
     ) {
         match line {
-            Line::Text(text) => match Record::parse_line(text) {
+            Line::Text(text) => match Record::parse_line_cached(text, &mut self.ids) {
                 Ok(record) => {
                     self.records += 1;
                     reassembler.push(&record, origin, now, emit);

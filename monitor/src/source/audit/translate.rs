@@ -9,6 +9,7 @@
 //! Every string of one event is decoded into a single buffer that is then
 //! frozen and sliced, so an event costs one allocation for all its bytes.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,10 +32,15 @@ const INODE_CACHE: usize = 1024;
 /// PATH items looked at per event; more are counted but not resolved.
 const MAX_ITEMS: usize = 16;
 
+/// Inode → path memory. Hashed with foldhash: SipHash showed in replay
+/// profiles, and the cache is bounded and cleared when full, so a hasher
+/// that is only minimally DoS-resistant costs nothing to fear.
+type InodeCache = HashMap<(u64, u64), Bytes, foldhash::fast::RandomState>;
+
 /// Turns groups into events; remembers recent inode paths across events.
 #[derive(Default)]
 pub struct Translator {
-    inodes: HashMap<(u64, u64), Bytes>,
+    inodes: InodeCache,
     scratch: Scratch,
 }
 
@@ -61,7 +67,7 @@ impl Scratch {
     /// earlier event gave its inode when the name is `(null)`.
     fn file_ref(
         &mut self,
-        inodes: &HashMap<(u64, u64), Bytes>,
+        inodes: &InodeCache,
         arena: &mut Arena,
         items: &[Item<'_>],
         index: usize,
@@ -128,9 +134,18 @@ struct Syscall<'a> {
     enriched: &'a [u8],
     success: Option<bool>,
     exit: Option<i64>,
-    args: [Option<u64>; 4],
+    /// `a0`..`a3` as written: an event reads one or two of them, so they
+    /// are parsed when read ([`Syscall::arg`]), not all four up front.
+    args: [Option<&'a [u8]>; 4],
     process: RawProcess<'a>,
     key: Option<&'a [u8]>,
+}
+
+impl Syscall<'_> {
+    /// Argument `i` (`a0`..`a3`), a hex number.
+    fn arg(&self, i: usize) -> Option<u64> {
+        self.args.get(i).copied().flatten().and_then(parse_hex)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -215,10 +230,10 @@ fn parse_syscall<'a>(record: &Record<'a>) -> Syscall<'a> {
             b"syscall" => sc.nr = parse_dec(value),
             b"success" => sc.success = Some(value == b"yes"),
             b"exit" => sc.exit = parse_signed(value),
-            b"a0" => sc.args[0] = parse_hex(value),
-            b"a1" => sc.args[1] = parse_hex(value),
-            b"a2" => sc.args[2] = parse_hex(value),
-            b"a3" => sc.args[3] = parse_hex(value),
+            b"a0" => sc.args[0] = Some(value),
+            b"a1" => sc.args[1] = Some(value),
+            b"a2" => sc.args[2] = Some(value),
+            b"a3" => sc.args[3] = Some(value),
             b"key" => sc.key = Some(value),
             _ => {
                 sc.process.take(key, value);
@@ -261,7 +276,8 @@ fn parse_item(body: &[u8]) -> Item<'_> {
 
 /// `fe:00` (hex major:minor) → the kernel's `MKDEV` encoding.
 fn parse_dev(s: &[u8]) -> Option<u64> {
-    let colon = memchr::memchr(b':', s)?;
+    // Five bytes: a plain scan, not a memchr call.
+    let colon = s.iter().position(|&b| b == b':')?;
     let major = parse_hex(&s[..colon])?;
     let minor = parse_hex(&s[colon + 1..])?;
     Some(major << 20 | minor)
@@ -309,6 +325,18 @@ impl Arena {
 /// Appends `path`'s components to the path being built at `buf[start..]`,
 /// resolving `.` and `..` lexically and collapsing slashes.
 fn push_normalized(buf: &mut Vec<u8>, start: usize, path: &[u8]) {
+    // Most paths are normal already (plain names between single slashes):
+    // one check, then one copy rather than one per component.
+    let names = path.strip_prefix(b"/").unwrap_or(path);
+    if !names.is_empty()
+        && names
+            .split(|&b| b == b'/')
+            .all(|c| !matches!(c, b"" | b"." | b".."))
+    {
+        buf.push(b'/');
+        buf.extend_from_slice(names);
+        return;
+    }
     for component in path.split(|&b| b == b'/') {
         match component {
             b"" | b"." => {}
@@ -348,7 +376,7 @@ impl Translator {
         let action = match kind {
             Kind::Open { flags_arg } => {
                 let flags = match flags_arg {
-                    Some(i) => sc.args[i],
+                    Some(i) => sc.arg(i),
                     None => parts.openat2_flags.or(Some(syscalls::OPEN_WRITE_FLAGS)),
                 };
                 if flags? & syscalls::OPEN_WRITE_FLAGS == 0 {
@@ -399,7 +427,7 @@ impl Translator {
         }
         match kind {
             Kind::Chmod { mode_arg } => {
-                if let (Some(f), Some(mode)) = (file.as_mut(), sc.args[mode_arg]) {
+                if let (Some(f), Some(mode)) = (file.as_mut(), sc.arg(mode_arg)) {
                     let kind_bits = f.mode.map_or(0, |m| m & 0o170000);
                     f.mode = Some(kind_bits | (mode as u32 & 0o7777));
                 }
@@ -408,10 +436,10 @@ impl Translator {
                 if let Some(f) = file.as_mut() {
                     let new_id =
                         |arg: Option<u64>| arg.map(|v| v as u32).filter(|&v| v != u32::MAX);
-                    if let Some(uid) = new_id(sc.args[owner_arg]) {
+                    if let Some(uid) = new_id(sc.arg(owner_arg)) {
                         f.uid = Some(uid);
                     }
-                    if let Some(gid) = new_id(sc.args.get(owner_arg + 1).copied().flatten()) {
+                    if let Some(gid) = new_id(sc.arg(owner_arg + 1)) {
                         f.gid = Some(gid);
                     }
                 }
@@ -441,7 +469,19 @@ impl Translator {
                 if self.inodes.len() >= INODE_CACHE {
                     self.inodes.clear();
                 }
-                self.inodes.insert((dev, ino), file.path.clone());
+                // The same files come back again and again: an equal path
+                // already cached stays, sparing a clone and a drop (two
+                // atomic reference count updates) per event.
+                match self.inodes.entry((dev, ino)) {
+                    Entry::Occupied(mut known) => {
+                        if *known.get() != file.path {
+                            known.insert(file.path.clone());
+                        }
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(file.path.clone());
+                    }
+                }
             }
         }
     }
@@ -700,10 +740,9 @@ fn proctitle_cmdline(arena: &mut Arena, raw: Option<&[u8]>) -> Option<Range<usiz
         end -= 1;
     }
     arena.buf.truncate(end);
+    // A select, not a branch, so the loop vectorizes.
     for b in &mut arena.buf[range.start..end] {
-        if *b == 0 {
-            *b = b' ';
-        }
+        *b = if *b == 0 { b' ' } else { *b };
     }
     Some(range.start..end)
 }
