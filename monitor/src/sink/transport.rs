@@ -109,6 +109,7 @@ impl Connection {
                 while tls.is_handshaking() {
                     tls.complete_io(&mut tcp)?;
                 }
+                await_verdict(&mut tls, &mut tcp)?;
                 Socket::Tls(Box::new(StreamOwned::new(tls, tcp)))
             }
         };
@@ -189,6 +190,46 @@ impl Connection {
             let _ = s.sock.shutdown(std::net::Shutdown::Write);
         }
     }
+}
+
+/// How long a new TLS 1.3 connection waits for the receiver's verdict.
+const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// TLS 1.3 ends the client's handshake before the receiver has judged the
+/// client's certificate: a receiver that refuses it (or one that was
+/// needed and not sent) says so with an alert or a close a moment later,
+/// while records written meanwhile are acknowledged by its kernel and then
+/// thrown away. Waiting for that moment makes the refusal a connect
+/// failure, retried and reported, instead of records that look delivered.
+/// Session tickets, which a receiver sends once it accepted, end the wait
+/// early; a receiver that sends nothing costs the wait once per connect.
+fn await_verdict(tls: &mut ClientConnection, tcp: &mut TcpStream) -> io::Result<()> {
+    if tls.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return Ok(());
+    }
+    tcp.set_read_timeout(Some(VERDICT_WAIT))?;
+    let verdict = match tls.read_tls(tcp) {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the receiver closed the TLS connection right after the handshake: \
+             it refused this client (check [tls] cert and key against the CA the receiver trusts)",
+        )),
+        Ok(_) => tls
+            .process_new_packets()
+            .map(drop)
+            .map_err(io::Error::other),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    tcp.set_read_timeout(None)?;
+    verdict
 }
 
 fn datagram(result: io::Result<usize>) -> io::Result<u64> {
