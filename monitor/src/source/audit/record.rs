@@ -399,30 +399,16 @@ fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(ONES) & !x & HIGHS
 }
 
-/// The first `a` in `s`. For the few-byte spans between field separators,
-/// where memchr's call and setup dominate: eight bytes per step in a
-/// register, then bytes one by one for the tail.
+/// The first `a` in `s`: [`find2`] with one byte (inlined with `a == b`,
+/// the compiler folds the second test away).
 #[inline(always)]
 fn find(s: &[u8], a: u8) -> Option<usize> {
-    let pattern = ONES * a as u64;
-    let mut chunks = s.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
-        let hits = zero_bytes(word ^ pattern);
-        if hits != 0 {
-            return Some(base + (hits.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == a)
-        .map(|i| base + i)
+    find2(s, a, a)
 }
 
-/// The first `a` or `b` in `s`, as [`find`].
+/// The first `a` or `b` in `s`. For the few-byte spans between field
+/// separators, where memchr's call and setup dominate: eight bytes per step
+/// in a register, then bytes one by one for the tail.
 #[inline(always)]
 fn find2(s: &[u8], a: u8, b: u8) -> Option<usize> {
     let (pa, pb) = (ONES * a as u64, ONES * b as u64);
