@@ -16,8 +16,9 @@
 //! The call behind the change is read from the registers the task entered
 //! the kernel with (`bpf_task_pt_regs`): its number, through the `CALLS`
 //! table userspace fills for the running architecture, says what the call
-//! does and which arguments name its objects, so the record carries the
-//! caller's paths exactly as the syscall hooks do.
+//! does and which arguments name its objects. The object itself is named
+//! by the kernel (see `report`), so the record has the syscall hooks'
+//! layout with the path as it is, not as the caller spelled it.
 //!
 //! What they cannot see, by construction: calls that change nothing (an
 //! open for write never written, a failed chmod), so every record's outcome
