@@ -342,6 +342,38 @@ impl<'a> Fields<'a> {
     pub fn new(body: &'a [u8]) -> Fields<'a> {
         Fields { rest: body }
     }
+
+    /// The next field's value when its key is `key`, as [`Iterator::next`]
+    /// would return it; otherwise `None`, and nothing is consumed.
+    ///
+    /// The kernel writes each record type's fields in a fixed order, so a
+    /// parser that expects that order compares a constant key where `next`
+    /// searches for the `=`. Whatever does not follow the order (two spaces,
+    /// a nested `msg='…'`, another key) is left to `next`.
+    #[inline(always)]
+    pub fn next_if_key(&mut self, key: &[u8]) -> Option<&'a [u8]> {
+        let rest = self.rest.strip_prefix(b" ").unwrap_or(self.rest);
+        let after = rest.strip_prefix(key)?.strip_prefix(b"=")?;
+        if after.first() == Some(&b'\'') {
+            return None;
+        }
+        Some(self.take_value(after))
+    }
+
+    /// The value at the start of `after` (just past a key's `=`, not a
+    /// nested `msg='`); the fields go on after it.
+    #[inline(always)]
+    fn take_value(&mut self, after: &'a [u8]) -> &'a [u8] {
+        if after.first() == Some(&b'"') {
+            let len = find(&after[1..], b'"').map_or(after.len(), |q| q + 2);
+            self.rest = &after[len..];
+            &after[..len]
+        } else {
+            let len = find(after, b' ').unwrap_or(after.len());
+            self.rest = &after[len..];
+            strip_quote_close(&after[..len])
+        }
+    }
 }
 
 impl<'a> Iterator for Fields<'a> {
@@ -367,23 +399,12 @@ impl<'a> Iterator for Fields<'a> {
             }
             let key = &rest[..eq];
             let after = &rest[eq + 1..];
-            match after.first() {
-                Some(b'\'') => {
-                    // msg='op=… res=success': descend into the nested fields.
-                    rest = &after[1..];
-                    continue;
-                }
-                Some(b'"') => {
-                    let len = find(&after[1..], b'"').map_or(after.len(), |q| q + 2);
-                    self.rest = &after[len..];
-                    return Some((key, &after[..len]));
-                }
-                _ => {
-                    let len = find(after, b' ').unwrap_or(after.len());
-                    self.rest = &after[len..];
-                    return Some((key, strip_quote_close(&after[..len])));
-                }
+            if after.first() == Some(&b'\'') {
+                // msg='op=… res=success': descend into the nested fields.
+                rest = &after[1..];
+                continue;
             }
+            return Some((key, self.take_value(after)));
         }
     }
 }

@@ -161,6 +161,7 @@ struct RawProcess<'a> {
 }
 
 impl<'a> RawProcess<'a> {
+    #[inline(always)]
     fn take(&mut self, key: &[u8], value: &'a [u8]) -> bool {
         match key {
             b"pid" => self.pid = parse_dec(value).and_then(|v| u32::try_from(v).ok()),
@@ -222,40 +223,117 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// Takes `fields` in the order of `keys` while the record follows it,
+/// calling `$take(key, value)` with each key a constant (so an inlined
+/// `take` folds its key match away); stops at the first field out of
+/// order, leaving it and the rest to the caller's generic loop.
+macro_rules! take_in_order {
+    ($fields:expr, $take:expr, [$($key:literal),* $(,)?]) => {
+        'ordered: {
+            $(match $fields.next_if_key($key) {
+                Some(value) => {
+                    if $take($key, value) {
+                        break 'ordered;
+                    }
+                }
+                None => break 'ordered,
+            })*
+        }
+    };
+}
+
 fn parse_syscall<'a>(record: &Record<'a>) -> Syscall<'a> {
     let mut sc = Syscall::default();
-    for (key, value) in record.fields() {
-        match key {
-            b"arch" => sc.arch = parse_hex(value).unwrap_or(0),
-            b"syscall" => sc.nr = parse_dec(value),
-            b"success" => sc.success = Some(value == b"yes"),
-            b"exit" => sc.exit = parse_signed(value),
-            b"a0" => sc.args[0] = Some(value),
-            b"a1" => sc.args[1] = Some(value),
-            b"a2" => sc.args[2] = Some(value),
-            b"a3" => sc.args[3] = Some(value),
-            b"key" => sc.key = Some(value),
-            _ => {
-                sc.process.take(key, value);
-            }
-        }
+    let mut fields = record.fields();
+    // audit_log_exit (kernel/auditsc.c) writes these first, in this order;
+    // LSM subjects and anything else come before `key` and go the generic way.
+    take_in_order!(
+        fields,
+        |k, v| {
+            sc.take(k, v);
+            false
+        },
+        [
+            b"arch", b"syscall", b"success", b"exit", b"a0", b"a1", b"a2", b"a3", b"items",
+            b"ppid", b"pid", b"auid", b"uid", b"gid", b"euid", b"suid", b"fsuid", b"egid", b"sgid",
+            b"fsgid", b"tty", b"ses", b"comm", b"exe", b"key",
+        ]
+    );
+    for (key, value) in fields {
+        sc.take(key, value);
     }
     sc.enriched = record.enriched;
     sc
 }
 
+impl<'a> Syscall<'a> {
+    #[inline(always)]
+    fn take(&mut self, key: &[u8], value: &'a [u8]) {
+        match key {
+            b"arch" => self.arch = parse_hex(value).unwrap_or(0),
+            b"syscall" => self.nr = parse_dec(value),
+            b"success" => self.success = Some(value == b"yes"),
+            b"exit" => self.exit = parse_signed(value),
+            b"a0" => self.args[0] = Some(value),
+            b"a1" => self.args[1] = Some(value),
+            b"a2" => self.args[2] = Some(value),
+            b"a3" => self.args[3] = Some(value),
+            b"key" => self.key = Some(value),
+            _ => {
+                self.process.take(key, value);
+            }
+        }
+    }
+}
+
 fn parse_item(body: &[u8]) -> Item<'_> {
     let mut item = Item::default();
-    for (key, value) in Fields::new(body) {
+    let mut fields = Fields::new(body);
+    let mut done = false;
+    // audit_log_name (kernel/audit.c) writes these first, in this order.
+    take_in_order!(
+        fields,
+        |k, v| {
+            done = item.take(k, v);
+            done
+        },
+        [
+            b"item",
+            b"name",
+            b"inode",
+            b"dev",
+            b"mode",
+            b"ouid",
+            b"ogid",
+            b"rdev",
+            b"nametype"
+        ]
+    );
+    if done {
+        return item;
+    }
+    for (key, value) in fields {
+        if item.take(key, value) {
+            break;
+        }
+    }
+    item
+}
+
+impl<'a> Item<'a> {
+    /// Takes one PATH field; true once the rest of the record holds nothing
+    /// we use.
+    #[inline(always)]
+    fn take(&mut self, key: &[u8], value: &'a [u8]) -> bool {
         match key {
-            b"name" => item.name = Some(value),
-            b"inode" => item.inode = parse_dec(value),
-            b"dev" => item.dev = parse_dev(value),
-            b"mode" => item.mode = parse_oct(value),
-            b"ouid" => item.ouid = parse_id_field(value),
-            b"ogid" => item.ogid = parse_id_field(value),
+            b"name" => self.name = Some(value),
+            b"inode" => self.inode = parse_dec(value),
+            b"dev" => self.dev = parse_dev(value),
+            b"mode" => self.mode = parse_oct(value),
+            b"ouid" => self.ouid = parse_id_field(value),
+            b"ogid" => self.ogid = parse_id_field(value),
             b"nametype" => {
-                item.nametype = match value {
+                self.nametype = match value {
                     b"PARENT" => NameType::Parent,
                     b"CREATE" => NameType::Create,
                     b"DELETE" => NameType::Delete,
@@ -264,14 +342,12 @@ fn parse_item(body: &[u8]) -> Item<'_> {
                 };
                 // The kernel writes nametype after the fields we use; only
                 // capability and security fields follow.
-                if item.mode.is_some() {
-                    break;
-                }
+                return self.mode.is_some();
             }
             _ => {}
         }
+        false
     }
-    item
 }
 
 /// `fe:00` (hex major:minor) → the kernel's `MKDEV` encoding.
@@ -790,6 +866,59 @@ mod tests {
         assert_eq!(path(b"/etc/docker/", None, None), "/etc/docker");
         assert_eq!(path(b"x", Some(b"sub/"), Some(b"/srv")), "/srv/sub/x");
         assert_eq!(path(b"/", None, None), "/");
+    }
+
+    fn syscall_of(body: &str) -> String {
+        let record = Record {
+            kind: RecordType::SYSCALL,
+            id: AuditId {
+                secs: 1,
+                millis: 0,
+                serial: 1,
+            },
+            body: body.as_bytes(),
+            enriched: b"",
+        };
+        format!("{:?}", parse_syscall(&record))
+    }
+
+    const KERNEL_SYSCALL: &str = "arch=c000003e syscall=257 success=no exit=-13 a0=ffffff9c a1=7ffc55d41a02 a2=941 a3=1b6 items=1 ppid=16732 pid=16776 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4 comm=\"touch\" exe=\"/usr/bin/touch\" key=\"docker\"";
+
+    #[test]
+    fn syscall_fields_out_of_kernel_order_parse_the_same() {
+        let ordered = syscall_of(KERNEL_SYSCALL);
+        assert!(ordered.contains("nr: Some(257)"), "{ordered}");
+        assert!(ordered.contains("pid: Some(16776)"), "{ordered}");
+        assert!(ordered.contains("key: Some([34, 100"), "{ordered}");
+        let mut reversed: Vec<&str> = KERNEL_SYSCALL.split(' ').collect();
+        reversed.reverse();
+        assert_eq!(syscall_of(&reversed.join(" ")), ordered);
+        // An LSM subject before the key, a doubled space, a later duplicate.
+        let subj = KERNEL_SYSCALL.replace(" key=", " subj=unconfined key=");
+        assert_eq!(syscall_of(&subj), ordered);
+        let spaced = KERNEL_SYSCALL.replace(" pid=", "  pid=");
+        assert_eq!(syscall_of(&spaced), ordered);
+        let again = format!("{KERNEL_SYSCALL} pid=1");
+        assert!(syscall_of(&again).contains("pid: Some(1),"));
+    }
+
+    #[test]
+    fn path_items_out_of_kernel_order_parse_the_same() {
+        let item = |body: &str| format!("{:?}", parse_item(body.as_bytes()));
+        let ordered = "item=0 name=\"/etc/docker/daemon.json\" inode=876904 dev=fe:00 mode=0100600 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 name=\"/late\"";
+        let parsed = item(ordered);
+        assert!(parsed.contains("inode: Some(876904)"), "{parsed}");
+        assert!(parsed.contains("mode: Some(33152)"), "{parsed}");
+        // Nothing after nametype is read once mode is known...
+        assert!(!parsed.contains("108, 97, 116, 101"), "{parsed}");
+        assert_eq!(
+            item("name=\"/etc/docker/daemon.json\" item=0 mode=0100600 inode=876904 ouid=0 dev=fe:00 ogid=0 rdev=00:00 nametype=NORMAL"),
+            parsed
+        );
+        // ...and a name with no inode (a failed open) is still an item.
+        let missing = item("item=0 name=\"/nope\" nametype=UNKNOWN cap_fp=0");
+        assert!(missing.contains("nametype: Unknown"), "{missing}");
+        assert!(missing.contains("inode: None"), "{missing}");
     }
 
     #[test]
