@@ -75,6 +75,78 @@ pub struct RuleRef {
     pub name: String,
     pub severity: Severity,
     pub tags: Vec<String>,
+    /// `"rule":{…}` as every alert of this rule writes it: rendered once
+    /// here, not once per alert.
+    json: Box<[u8]>,
+}
+
+impl RuleRef {
+    pub fn new(id: String, name: String, severity: Severity, tags: Vec<String>) -> RuleRef {
+        let mut json = Vec::with_capacity(64 + id.len() + name.len());
+        json.extend_from_slice(b"\"rule\":{\"id\":");
+        json_str(&mut json, id.as_bytes());
+        json.extend_from_slice(b",\"name\":");
+        json_str(&mut json, name.as_bytes());
+        json.extend_from_slice(b",\"severity\":\"");
+        json.extend_from_slice(severity.as_str().as_bytes());
+        json.extend_from_slice(b"\",\"tags\":[");
+        for (i, t) in tags.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            json_str(&mut json, t.as_bytes());
+        }
+        json.extend_from_slice(b"]}");
+        RuleRef {
+            id,
+            name,
+            severity,
+            tags,
+            json: json.into_boxed_slice(),
+        }
+    }
+}
+
+/// The sources that saw an alert's action: a set, listed in [`Source`]
+/// order (one alert stands for both sightings when both saw it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Providers(u8);
+
+impl Providers {
+    pub fn of(source: Source) -> Providers {
+        Providers(Providers::bit(source))
+    }
+
+    fn bit(source: Source) -> u8 {
+        1 << source as u8
+    }
+
+    pub fn contains(self, source: Source) -> bool {
+        self.0 & Providers::bit(source) != 0
+    }
+
+    /// Adds every source of `other`.
+    pub fn add(&mut self, other: Providers) {
+        self.0 |= other.0;
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Source> {
+        Source::ALL.into_iter().filter(move |&s| self.contains(s))
+    }
+}
+
+impl<const N: usize> PartialEq<[Source; N]> for Providers {
+    fn eq(&self, other: &[Source; N]) -> bool {
+        self.iter().eq(other.iter().copied())
+    }
 }
 
 /// One alert: an event, the rule it matched, and what correlation and flood
@@ -84,7 +156,7 @@ pub struct Alert {
     pub event: Event,
     pub rule: Arc<RuleRef>,
     /// Every source that saw this action (one alert when both did).
-    pub providers: Vec<Source>,
+    pub providers: Providers,
     /// How many events this alert stands for (flood aggregation); 1 normally.
     pub count: u64,
     pub host: Arc<str>,
@@ -92,7 +164,7 @@ pub struct Alert {
 
 impl Alert {
     pub fn new(event: Event, rule: Arc<RuleRef>, host: Arc<str>) -> Alert {
-        let providers = vec![event.source];
+        let providers = Providers::of(event.source);
         Alert {
             event,
             rule,
@@ -141,20 +213,8 @@ impl Alert {
             push_int(out, id.serial as i64);
             out.push(b'"');
         }
-        out.extend_from_slice(b"},\"rule\":{\"id\":");
-        json_str(out, self.rule.id.as_bytes());
-        out.extend_from_slice(b",\"name\":");
-        json_str(out, self.rule.name.as_bytes());
-        out.extend_from_slice(b",\"severity\":\"");
-        out.extend_from_slice(self.rule.severity.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"tags\":[");
-        for (i, t) in self.rule.tags.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            json_str(out, t.as_bytes());
-        }
-        out.extend_from_slice(b"]}");
+        out.extend_from_slice(b"},");
+        out.extend_from_slice(&self.rule.json);
         if let Some(file) = &ev.file {
             out.extend_from_slice(b",\"file\":{");
             write_file(out, file);
@@ -540,12 +600,12 @@ mod tests {
             cmdline: Some("chmod 666 /var/run/docker.sock".into()),
             ..Process::default()
         };
-        let rule = Arc::new(RuleRef {
-            id: "docker-sock-perms".into(),
-            name: "docker.sock permissions changed".into(),
-            severity: Severity::Critical,
-            tags: vec!["cis:3.15".into()],
-        });
+        let rule = Arc::new(RuleRef::new(
+            "docker-sock-perms".into(),
+            "docker.sock permissions changed".into(),
+            Severity::Critical,
+            vec!["cis:3.15".into()],
+        ));
         Alert::new(ev, rule, "web-1".into())
     }
 

@@ -20,6 +20,8 @@ pub enum Source {
 }
 
 impl Source {
+    pub const ALL: [Source; 3] = [Source::Ebpf, Source::Audit, Source::Monitor];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Source::Ebpf => "ebpf",

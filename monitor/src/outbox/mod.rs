@@ -287,12 +287,12 @@ pub fn dropped_alert(sink: &str, count: u64, host: Arc<str>) -> Alert {
         sink: sink.to_string(),
         count,
     };
-    let rule = Arc::new(RuleRef {
-        id: "dockwatch-alerts-dropped".into(),
-        name: "alerts dropped: an output's spool was full".into(),
-        severity: Severity::Warning,
-        tags: Vec::new(),
-    });
+    let rule = Arc::new(RuleRef::new(
+        "dockwatch-alerts-dropped".into(),
+        "alerts dropped: an output's spool was full".into(),
+        Severity::Warning,
+        Vec::new(),
+    ));
     Alert::new(event, rule, host)
 }
 
@@ -346,12 +346,12 @@ mod tests {
     fn alert(n: u32) -> Alert {
         let mut event = Event::new(Source::Ebpf, Action::OpenWrite);
         event.file = Some(FileRef::new(format!("/etc/docker/{n}").into_bytes()));
-        let rule = Arc::new(RuleRef {
-            id: "r".into(),
-            name: "r".into(),
-            severity: Severity::Notice,
-            tags: Vec::new(),
-        });
+        let rule = Arc::new(RuleRef::new(
+            "r".into(),
+            "r".into(),
+            Severity::Notice,
+            Vec::new(),
+        ));
         Alert::new(event, rule, "h".into())
     }
 

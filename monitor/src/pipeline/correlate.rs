@@ -96,7 +96,7 @@ impl Correlator {
         if let Some(queue) = self.by_key.get_mut(&key) {
             let twin = queue
                 .iter()
-                .position(|seq| !self.held[seq].alert.providers.contains(&source));
+                .position(|seq| !self.held[seq].alert.providers.contains(source));
             if let Some(i) = twin {
                 let seq = queue.remove(i).expect("index from position");
                 if queue.is_empty() {
@@ -162,12 +162,7 @@ impl Correlator {
 /// One alert from two sightings: the first's event, with what only the
 /// second knew filled in, and both providers.
 fn merge(mut first: Alert, second: Alert) -> Alert {
-    for source in second.providers {
-        if !first.providers.contains(&source) {
-            first.providers.push(source);
-        }
-    }
-    first.providers.sort();
+    first.providers.add(second.providers);
     fill_event(&mut first.event, second.event);
     first
 }

@@ -110,12 +110,7 @@ impl FloodControl {
         match &mut window.summary {
             Some(summary) => {
                 summary.count += alert.count;
-                for source in alert.providers {
-                    if !summary.providers.contains(&source) {
-                        summary.providers.push(source);
-                        summary.providers.sort();
-                    }
-                }
+                summary.providers.add(alert.providers);
             }
             None => window.summary = Some(alert),
         }

@@ -21,12 +21,12 @@ const ATTACK_AUDIT: &str = "attack:T1562.012";
 impl OwnReports {
     pub(super) fn new() -> OwnReports {
         let rule = |id: &str, name: &str, severity, tags: &[&str]| {
-            Arc::new(RuleRef {
-                id: id.to_string(),
-                name: name.to_string(),
+            Arc::new(RuleRef::new(
+                id.to_string(),
+                name.to_string(),
                 severity,
-                tags: tags.iter().map(|t| t.to_string()).collect(),
-            })
+                tags.iter().map(|t| t.to_string()).collect(),
+            ))
         };
         OwnReports {
             lost: rule(

@@ -268,12 +268,12 @@ impl Posture {
             .rules
             .entry((check.rule_id(), severity))
             .or_insert_with(|| {
-                Arc::new(RuleRef {
-                    id: check.rule_id(),
-                    name: check.title.to_string(),
+                Arc::new(RuleRef::new(
+                    check.rule_id(),
+                    check.title.to_string(),
                     severity,
-                    tags: check.tags(),
-                })
+                    check.tags(),
+                ))
             })
             .clone();
         let mut event = Event::new(Source::Monitor, action);

@@ -472,12 +472,12 @@ impl Resolver<'_> {
             except.push(self.except(e, actions)?);
         }
         Ok(RuleDef {
-            info: Arc::new(RuleRef {
-                id: d.id.clone(),
-                name: d.name.clone(),
+            info: Arc::new(RuleRef::new(
+                d.id.clone(),
+                d.name.clone(),
                 severity,
-                tags: tags.into_iter().map(|t| t.text).collect(),
-            }),
+                tags.into_iter().map(|t| t.text).collect(),
+            )),
             description: d.description.clone(),
             enabled: d.enabled,
             paths,

@@ -223,12 +223,12 @@ mod tests {
             exe: Some("/usr/bin/tee".into()),
             ..Process::default()
         };
-        let rule = Arc::new(RuleRef {
-            id: "docker-config-write".into(),
-            name: "x".into(),
-            severity: Severity::Critical,
-            tags: vec![],
-        });
+        let rule = Arc::new(RuleRef::new(
+            "docker-config-write".into(),
+            "x".into(),
+            Severity::Critical,
+            vec![],
+        ));
         Alert::new(ev, rule, "web-1".into())
     }
 

@@ -85,12 +85,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rule = Arc::new(RuleRef {
-        id: "docker-config-write".into(),
-        name: "Docker configuration written".into(),
-        severity: Severity::Warning,
-        tags: vec!["cis:3.18".into()],
-    });
+    let rule = Arc::new(RuleRef::new(
+        "docker-config-write".into(),
+        "Docker configuration written".into(),
+        Severity::Warning,
+        vec!["cis:3.18".into()],
+    ));
     let host: Arc<str> = "testhost".into();
     let paths: Vec<Vec<u8>> = if hostile {
         hostile_paths()

@@ -472,20 +472,10 @@ pub fn decode_str_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
         }
         b"(null)" | b"(none)" | b"" => false,
         _ if raw.len().is_multiple_of(2) => {
-            // Checking every digit first leaves the decoding loop without
-            // exits or capacity checks (proctitles are long hex strings).
-            let hex = raw
-                .iter()
-                .fold(true, |hex, &b| hex & (HEX_VALUE[b as usize] != 0xff));
-            if !hex {
+            if !decode_hex_into(raw, out) {
                 // Not hex after all (`?`, a bare word): keep it as is.
                 out.extend_from_slice(raw);
-                return true;
             }
-            out.extend(
-                raw.chunks_exact(2)
-                    .map(|pair| HEX_VALUE[pair[0] as usize] << 4 | HEX_VALUE[pair[1] as usize]),
-            );
             true
         }
         _ => {
@@ -493,6 +483,63 @@ pub fn decode_str_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
             true
         }
     }
+}
+
+/// Appends the bytes an even number of hex digits stand for; false, with
+/// `out` as it was, when any byte is not a hex digit.
+fn decode_hex_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    out.reserve(raw.len() / 2);
+    // Proctitles and socket addresses are long hex strings: eight digits
+    // per step in a register, checked and decoded together.
+    let mut chunks = raw.chunks_exact(8);
+    for chunk in &mut chunks {
+        match hex_word(u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"))) {
+            Some(bytes) => out.extend_from_slice(&bytes),
+            None => {
+                out.truncate(start);
+                return false;
+            }
+        }
+    }
+    for pair in chunks.remainder().chunks_exact(2) {
+        let (high, low) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+        if (high | low) == 0xff {
+            out.truncate(start);
+            return false;
+        }
+        out.push(high << 4 | low);
+    }
+    true
+}
+
+/// Eight ASCII hex digits (the first in the lowest byte) → the four bytes
+/// they encode; `None` if any is not a hex digit.
+#[inline(always)]
+fn hex_word(word: u64) -> Option<[u8; 4]> {
+    // Per byte, with every byte below 0x80 so no sum carries into the
+    // next: the high bit of `b + (0x80 - c)` says `b >= c`, and that of
+    // `b + (0x7f - c)` clear says `b <= c`.
+    let at_least = |x: u64, c: u8| x.wrapping_add(ONES * (0x80 - c) as u64) & HIGHS;
+    let at_most = |x: u64, c: u8| !x.wrapping_add(ONES * (0x7f - c) as u64) & HIGHS;
+    if word & HIGHS != 0 {
+        return None;
+    }
+    let digit = at_least(word, b'0') & at_most(word, b'9');
+    let lower = word | ONES * 0x20;
+    let letter = at_least(lower, b'a') & at_most(lower, b'f');
+    if digit | letter != HIGHS {
+        return None;
+    }
+    // A digit's value is its low nibble; a letter's is its low nibble + 9.
+    let nibbles = (word & ONES * 0x0f) + (letter >> 7) * 9;
+    // Even bytes hold high nibbles, odd bytes low ones: pair them into the
+    // even bytes, then close the gaps.
+    const EVEN: u64 = 0x000f_000f_000f_000f;
+    let pairs = (nibbles & EVEN) << 4 | (nibbles >> 8) & EVEN;
+    let packed = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
+    let packed = (packed | packed >> 16) as u32;
+    Some(packed.to_le_bytes())
 }
 
 /// Hex digit values; 0xff for anything that is not one.
@@ -677,6 +724,40 @@ mod tests {
         assert!(!decode_str_into(b"(none)", &mut out));
         assert!(decode_str_into(b"\"/etc/docker/\"", &mut out));
         assert_eq!(out, b"/etc/docker/");
+    }
+
+    #[test]
+    fn hex_words_decode_what_the_table_decodes() {
+        let by_table = |digits: &[u8]| -> Option<Vec<u8>> {
+            digits
+                .chunks_exact(2)
+                .map(|p| {
+                    let (h, l) = (HEX_VALUE[p[0] as usize], HEX_VALUE[p[1] as usize]);
+                    (h | l != 0xff).then_some(h << 4 | l)
+                })
+                .collect()
+        };
+        // Every byte value at every position of a word of valid digits.
+        for at in 0..8 {
+            for b in 0..=255u8 {
+                let mut digits = *b"09afAF7c";
+                digits[at] = b;
+                let word = hex_word(u64::from_le_bytes(digits));
+                assert_eq!(word.map(|w| w.to_vec()), by_table(&digits), "{digits:?}");
+            }
+        }
+        // Whole strings: words, tail pairs, and a bad digit in the tail.
+        let mut out = b"kept".to_vec();
+        assert!(decode_hex_into(
+            b"2F6574632F646F636B65722F6461656D6F6E2E6A736F6E",
+            &mut out
+        ));
+        assert_eq!(out, b"kept/etc/docker/daemon.json");
+        assert!(!decode_hex_into(
+            b"2F6574632F646F636B65722F6461656D6F6E2E6A736F6G",
+            &mut out
+        ));
+        assert_eq!(out, b"kept/etc/docker/daemon.json");
     }
 
     #[test]
