@@ -526,13 +526,13 @@ fn hex_word(word: u64) -> Option<[u8; 4]> {
         return None;
     }
     let digit = at_least(word, b'0') & at_most(word, b'9');
-    let lower = word | ONES * 0x20;
+    let lower = word | (ONES * 0x20);
     let letter = at_least(lower, b'a') & at_most(lower, b'f');
     if digit | letter != HIGHS {
         return None;
     }
     // A digit's value is its low nibble; a letter's is its low nibble + 9.
-    let nibbles = (word & ONES * 0x0f) + (letter >> 7) * 9;
+    let nibbles = (word & (ONES * 0x0f)) + (letter >> 7) * 9;
     // Even bytes hold high nibbles, odd bytes low ones: pair them into the
     // even bytes, then close the gaps.
     const EVEN: u64 = 0x000f_000f_000f_000f;
