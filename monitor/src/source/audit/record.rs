@@ -513,15 +513,25 @@ fn decode_hex_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// The high bit of every byte of `x` that is at least `c`. Exact when every
+/// byte of `x` is below 0x80: `b + (0x80 - c)` then never carries into the
+/// next byte, and its high bit says `b >= c`.
+#[inline(always)]
+fn at_least(x: u64, c: u8) -> u64 {
+    x.wrapping_add(ONES * (0x80 - c) as u64) & HIGHS
+}
+
+/// The high bit of every byte of `x` that is at most `c` (every byte below
+/// 0x80, as for [`at_least`]).
+#[inline(always)]
+fn at_most(x: u64, c: u8) -> u64 {
+    !x.wrapping_add(ONES * (0x7f - c) as u64) & HIGHS
+}
+
 /// Eight ASCII hex digits (the first in the lowest byte) → the four bytes
 /// they encode; `None` if any is not a hex digit.
 #[inline(always)]
 fn hex_word(word: u64) -> Option<[u8; 4]> {
-    // Per byte, with every byte below 0x80 so no sum carries into the
-    // next: the high bit of `b + (0x80 - c)` says `b >= c`, and that of
-    // `b + (0x7f - c)` clear says `b <= c`.
-    let at_least = |x: u64, c: u8| x.wrapping_add(ONES * (0x80 - c) as u64) & HIGHS;
-    let at_most = |x: u64, c: u8| !x.wrapping_add(ONES * (0x7f - c) as u64) & HIGHS;
     if word & HIGHS != 0 {
         return None;
     }
