@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arrayvec::ArrayVec;
 use bytes::Bytes;
 
 use crate::event::{Action, AuditId, Detail, Event, FileRef, Outcome, Process, Source};
@@ -183,8 +184,9 @@ impl<'a> RawProcess<'a> {
 struct Parts<'a> {
     syscall: Option<Syscall<'a>>,
     cwd: Option<&'a [u8]>,
-    items: [Item<'a>; MAX_ITEMS],
-    n_items: usize,
+    /// Not an array of defaults: zeroing sixteen items for every event
+    /// showed in replay profiles.
+    items: ArrayVec<Item<'a>, MAX_ITEMS>,
     proctitle: Option<&'a [u8]>,
     execve: Option<&'a [u8]>,
     sockaddr: Option<&'a [u8]>,
@@ -199,9 +201,8 @@ impl<'a> Parts<'a> {
             match record.kind {
                 RecordType::SYSCALL => parts.syscall = Some(parse_syscall(&record)),
                 RecordType::CWD => parts.cwd = record.field(b"cwd"),
-                RecordType::PATH if parts.n_items < MAX_ITEMS => {
-                    parts.items[parts.n_items] = parse_item(record.body);
-                    parts.n_items += 1;
+                RecordType::PATH if !parts.items.is_full() => {
+                    parts.items.push(parse_item(record.body));
                 }
                 RecordType::PROCTITLE => parts.proctitle = record.field(b"proctitle"),
                 RecordType::EXECVE => parts.execve = Some(record.body),
@@ -219,7 +220,7 @@ impl<'a> Parts<'a> {
     }
 
     fn items(&self) -> &[Item<'a>] {
-        &self.items[..self.n_items]
+        &self.items
     }
 }
 
@@ -537,7 +538,7 @@ impl Translator {
     }
 
     fn remember(&mut self, event: &Event, parts: &Parts<'_>) {
-        if parts.n_items == 0 {
+        if parts.items.is_empty() {
             return;
         }
         for file in event.paths() {
@@ -602,7 +603,7 @@ impl Translator {
         };
         let mut arena = Arena::default();
         let has_cwd = self.scratch.load_cwd(parts.cwd);
-        let file = (parts.n_items > 0).then(|| {
+        let file = (!parts.items.is_empty()).then(|| {
             self.scratch
                 .file_ref(&self.inodes, &mut arena, parts.items(), 0, has_cwd)
         });
