@@ -630,15 +630,16 @@ pub fn parse_oct(s: &[u8]) -> Option<u32> {
     if s.is_empty() || s.len() > 11 {
         return None;
     }
-    let mut v: u32 = 0;
+    // Ten digits are 30 bits: modes (seven digits) need no overflow checks.
+    let mut v: u64 = 0;
     for &b in s {
         let d = b.wrapping_sub(b'0');
         if d > 7 {
             return None;
         }
-        v = v.checked_mul(8)?.checked_add(d as u32)?;
+        v = v << 3 | d as u64;
     }
-    Some(v)
+    u32::try_from(v).ok()
 }
 
 /// An id field: `4294967295` (unset) is absent.

@@ -199,7 +199,11 @@ impl<'a> Parts<'a> {
         let mut parts = Parts::default();
         for record in group.records() {
             match record.kind {
-                RecordType::SYSCALL => parts.syscall = Some(parse_syscall(&record)),
+                RecordType::SYSCALL => {
+                    // Parsed in place: the struct is large, and returning it
+                    // by value copied it twice.
+                    parse_syscall(&record, parts.syscall.insert(Syscall::default()))
+                }
                 RecordType::CWD => parts.cwd = record.field(b"cwd"),
                 RecordType::PATH if !parts.items.is_full() => {
                     parts.items.push(parse_item(record.body));
@@ -243,8 +247,7 @@ macro_rules! take_in_order {
     };
 }
 
-fn parse_syscall<'a>(record: &Record<'a>) -> Syscall<'a> {
-    let mut sc = Syscall::default();
+fn parse_syscall<'a>(record: &Record<'a>, sc: &mut Syscall<'a>) {
     let mut fields = record.fields();
     // audit_log_exit (kernel/auditsc.c) writes these first, in this order;
     // LSM subjects and anything else come before `key` and go the generic way.
@@ -264,7 +267,6 @@ fn parse_syscall<'a>(record: &Record<'a>) -> Syscall<'a> {
         sc.take(key, value);
     }
     sc.enriched = record.enriched;
-    sc
 }
 
 impl<'a> Syscall<'a> {
@@ -880,7 +882,9 @@ mod tests {
             body: body.as_bytes(),
             enriched: b"",
         };
-        format!("{:?}", parse_syscall(&record))
+        let mut sc = Syscall::default();
+        parse_syscall(&record, &mut sc);
+        format!("{sc:?}")
     }
 
     const KERNEL_SYSCALL: &str = "arch=c000003e syscall=257 success=no exit=-13 a0=ffffff9c a1=7ffc55d41a02 a2=941 a3=1b6 items=1 ppid=16732 pid=16776 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4 comm=\"touch\" exe=\"/usr/bin/touch\" key=\"docker\"";
