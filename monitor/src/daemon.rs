@@ -177,10 +177,10 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// `dockwatch replay`: returns the exit code.
 /// Events replayed between two readings of the clock.
 const CLOCK_EVERY: u32 = 256;
 
+/// `dockwatch replay`: returns the exit code.
 pub fn replay(
     config: Config,
     rules_dir: PathBuf,

@@ -67,14 +67,20 @@ fn installed(package: &str) -> bool {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    ensure_packages(APT_PACKAGES)
+    if ensure_packages(APT_PACKAGES)? {
+        // Debian's maintainer scripts may start the services; the tests
+        // start their own instances with their own configuration.
+        let _ = Command::new("pkill").args(["-x", "auditd"]).status();
+        let _ = Command::new("pkill").args(["-x", "rsyslogd"]).status();
+    }
+    Ok(())
 }
 
-/// Installs those of `packages` that are missing.
-pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<()> {
+/// Installs those of `packages` that are missing; true when any was.
+pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<bool> {
     let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     eprintln!("setup: installing {}", missing.join(" "));
     cmd("apt-get", &["update", "-q"])?;
@@ -88,11 +94,7 @@ pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("apt-get install {} failed", missing.join(" "));
     }
-    // Debian's maintainer scripts may start the services; the tests start
-    // their own instances with their own configuration.
-    let _ = Command::new("pkill").args(["-x", "auditd"]).status();
-    let _ = Command::new("pkill").args(["-x", "rsyslogd"]).status();
-    Ok(())
+    Ok(true)
 }
 
 fn rust_src() -> anyhow::Result<()> {

@@ -158,7 +158,6 @@ fn child_cpu(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration>
 fn laurel(root: &Path, work: &Path) -> Option<PathBuf> {
     let tools = root.join("target/bench-tools");
     let bin = tools.join("bin/laurel");
-    let wanted = LAUREL_VERSION;
     let version = |bin: &Path| {
         Command::new(bin)
             .arg("--version")
@@ -166,12 +165,12 @@ fn laurel(root: &Path, work: &Path) -> Option<PathBuf> {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    if !version(&bin).starts_with(wanted) {
+    if !version(&bin).starts_with(LAUREL_VERSION) {
         eprintln!(
-            "bench replay: installing laurel {wanted} into {} (once)",
+            "bench replay: installing laurel {LAUREL_VERSION} into {} (once)",
             tools.display()
         );
-        let installed = crate::setup::ensure_packages(&["libacl1-dev"]).and_then(|()| {
+        let installed = crate::setup::ensure_packages(&["libacl1-dev"]).and_then(|_| {
             let status = Command::new("cargo")
                 .args([
                     "install",

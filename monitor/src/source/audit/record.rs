@@ -630,7 +630,8 @@ pub fn parse_oct(s: &[u8]) -> Option<u32> {
     if s.is_empty() || s.len() > 11 {
         return None;
     }
-    // Ten digits are 30 bits: modes (seven digits) need no overflow checks.
+    // Eleven octal digits are 33 bits: the loop runs in a u64 without
+    // overflow checks, and the fit in a u32 is checked once at the end.
     let mut v: u64 = 0;
     for &b in s {
         let d = b.wrapping_sub(b'0');
