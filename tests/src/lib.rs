@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod auditd;
+pub mod docker;
 pub mod layout;
 pub mod rsyslog;
 

@@ -26,6 +26,10 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     "util-linux",
     "gzip",
+    // A real engine for the container tests; busybox-static is the rootfs
+    // of the image they import (no registry is reachable).
+    "docker.io",
+    "busybox-static",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -72,6 +76,9 @@ fn apt_packages() -> anyhow::Result<()> {
         // start their own instances with their own configuration.
         let _ = Command::new("pkill").args(["-x", "auditd"]).status();
         let _ = Command::new("pkill").args(["-x", "rsyslogd"]).status();
+        // The tests start dockerd by hand and expect no docker.sock between.
+        let _ = Command::new("pkill").args(["-x", "dockerd"]).status();
+        let _ = Command::new("pkill").args(["-x", "containerd"]).status();
     }
     Ok(())
 }

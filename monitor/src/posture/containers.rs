@@ -49,6 +49,62 @@ check!(
     "Ensure sensitive host system directories are not mounted on containers (/dev)"
 );
 check!(
+    SENSITIVE_DIRS,
+    "5.5",
+    true,
+    Fail,
+    Critical,
+    "Ensure sensitive host system directories are not mounted on containers"
+);
+check!(
+    CAPABILITIES,
+    "5.3",
+    true,
+    Fail,
+    Error,
+    "Ensure that Linux kernel capabilities are restricted within containers"
+);
+check!(
+    HOST_NETWORK,
+    "5.9",
+    true,
+    Fail,
+    Error,
+    "Ensure that the host's network namespace is not shared"
+);
+check!(
+    HOST_PID,
+    "5.15",
+    true,
+    Fail,
+    Error,
+    "Ensure that the host's process namespace is not shared"
+);
+check!(
+    HOST_IPC,
+    "5.16",
+    true,
+    Fail,
+    Error,
+    "Ensure that the host's IPC namespace is not shared"
+);
+check!(
+    SECCOMP,
+    "5.21",
+    true,
+    Fail,
+    Error,
+    "Ensure the default seccomp profile is not disabled"
+);
+check!(
+    HOST_USERNS,
+    "5.30",
+    true,
+    Fail,
+    Error,
+    "Ensure that the host's user namespaces are not shared"
+);
+check!(
     ALL_INTERFACES,
     "5.13",
     true,
@@ -94,7 +150,28 @@ struct HostConfig {
     devices: Option<Vec<Device>>,
     security_opt: Option<Vec<String>>,
     port_bindings: Option<std::collections::BTreeMap<String, Option<Vec<PortBinding>>>>,
+    network_mode: String,
+    pid_mode: String,
+    ipc_mode: String,
+    userns_mode: String,
+    cap_add: Option<Vec<String>>,
 }
+
+/// Host directories whose bind mount hands a container the host (CIS 5.5);
+/// `/dev` has a check of its own.
+const SENSITIVE: &[&str] = &["/", "/boot", "/etc", "/lib", "/proc", "/sys", "/usr"];
+
+/// Capabilities that, added to a container, let it reach the host: mount,
+/// trace host processes, load modules, rewire the network, read any file.
+const RISKY_CAPS: &[&str] = &[
+    "ALL",
+    "SYS_ADMIN",
+    "SYS_PTRACE",
+    "SYS_MODULE",
+    "NET_ADMIN",
+    "DAC_READ_SEARCH",
+    "SYS_RAWIO",
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -288,6 +365,68 @@ fn container(
             )
             .at(&at),
     );
+    let sensitive: Vec<&String> = sources
+        .iter()
+        .filter(|s| SENSITIVE.contains(&s.as_str()))
+        .collect();
+    out.push(
+        SENSITIVE_DIRS
+            .verdict(
+                sensitive.is_empty(),
+                key("host dirs mounted"),
+                json!(sensitive),
+                if sensitive.is_empty() {
+                    format!("{label} mounts no sensitive host directory")
+                } else {
+                    format!("{label} mounts the host's {}", join(&sensitive))
+                },
+            )
+            .at(&at),
+    );
+    for (check, what, mode) in [
+        (&HOST_NETWORK, "network", &host_config.network_mode),
+        (&HOST_PID, "pid", &host_config.pid_mode),
+        (&HOST_IPC, "ipc", &host_config.ipc_mode),
+        (&HOST_USERNS, "userns", &host_config.userns_mode),
+    ] {
+        let shared = mode == "host";
+        out.push(
+            check
+                .verdict(
+                    !shared,
+                    key(&format!("{what} namespace")),
+                    json!(mode),
+                    if shared {
+                        format!("{label} shares the host's {what} namespace")
+                    } else {
+                        format!("{label} has its own {what} namespace")
+                    },
+                )
+                .at(&at),
+        );
+    }
+    let caps: Vec<String> = host_config
+        .cap_add
+        .iter()
+        .flatten()
+        .map(|c| c.to_ascii_uppercase())
+        .map(|c| c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c))
+        .filter(|c| RISKY_CAPS.contains(&c.as_str()))
+        .collect();
+    out.push(
+        CAPABILITIES
+            .verdict(
+                caps.is_empty(),
+                key("added capabilities"),
+                json!(caps),
+                if caps.is_empty() {
+                    format!("{label} adds no capability that reaches the host")
+                } else {
+                    format!("{label} adds {}", caps.join(", "))
+                },
+            )
+            .at(&at),
+    );
     let socket = config.docker_socket.to_string_lossy();
     let sock: Vec<&String> = sources
         .iter()
@@ -355,6 +494,22 @@ fn container(
                 match &profile {
                     Some(p) => format!("{label} runs with AppArmor profile {p}"),
                     None => format!("{label} sets no AppArmor profile (Docker's default applies)"),
+                },
+            )
+            .at(&at),
+    );
+
+    let seccomp = opt("seccomp").filter(|p| !p.is_empty());
+    let no_seccomp = seccomp.as_deref() == Some("unconfined");
+    out.push(
+        SECCOMP
+            .verdict(
+                !no_seccomp,
+                key("seccomp profile"),
+                json!(seccomp),
+                match &seccomp {
+                    Some(p) => format!("{label} runs with seccomp profile {p}"),
+                    None => format!("{label} keeps Docker's default seccomp profile"),
                 },
             )
             .at(&at),

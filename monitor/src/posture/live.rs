@@ -208,7 +208,17 @@ impl Posture {
         let mut now = Vec::new();
         self.baseline.evaluate(group, &mut now);
         let before = self.findings.remove(&group).unwrap_or_default();
-        let same = |a: &Finding, b: &Finding| std::ptr::eq(a.check, b.check) && a.key == b.key;
+        // A container's findings are known by their state file, not by
+        // their key: the key names the container, and its name arrives in
+        // config.v2.json after hostconfig.json, so one container would
+        // otherwise be reported under two keys, once "resolved".
+        let same = |a: &Finding, b: &Finding| {
+            std::ptr::eq(a.check, b.check)
+                && match (group, &a.path, &b.path) {
+                    (Group::Containers, Some(pa), Some(pb)) => pa == pb,
+                    _ => a.key == b.key,
+                }
+        };
         // An undetermined verdict keeps the last known one: the unusable
         // input is reported by its own check.
         for f in now.iter_mut().filter(|f| f.undetermined) {
@@ -232,7 +242,15 @@ impl Posture {
         }
         for old in &before {
             let gone = !now.iter().any(|n| same(n, old));
-            if gone && old.status >= Status::Warn {
+            // A container that went away (`docker rm`, `run --rm`) took
+            // its findings with it: nothing was resolved.
+            let removed = group == Group::Containers
+                && old
+                    .path
+                    .as_ref()
+                    .and_then(|p| p.parent())
+                    .is_some_and(|dir| dir != self.containers_dir && !dir.exists());
+            if gone && !removed && old.status >= Status::Warn {
                 let resolved = Finding {
                     status: Status::Pass,
                     ..old.clone()
