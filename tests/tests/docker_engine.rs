@@ -1,0 +1,66 @@
+//! `dockwatch check` against containers a real Docker engine made: a risky
+//! `docker create` is a finding with its CIS id, a hardened one is none.
+
+use dockwatch_tests::docker::{Engine, IMAGE};
+use dockwatch_tests::{machine_lock, run_cli};
+use serde_json::Value;
+
+/// The failing checks of `dockwatch check --json` whose key names `name`.
+fn failing_for(name: &str) -> Vec<(String, String)> {
+    let (_code, stdout, stderr) = run_cli(["check", "--json"]);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("check --json printed no JSON ({e}): {stdout}\n{stderr}"));
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .filter(|c| {
+            c["key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with(&format!("{name} (")))
+        })
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn risky_containers_are_findings_and_a_hardened_one_is_none() {
+    let _lock = machine_lock();
+    let engine = Engine::start();
+    engine.docker(&["create", "--privileged", "--name", "dw-priv", IMAGE, "true"]);
+    engine.docker(&[
+        "create", "-v", "/:/host", "--name", "dw-root", IMAGE, "true",
+    ]);
+    engine.docker(&["create", "--pid=host", "--name", "dw-pid", IMAGE, "true"]);
+    engine.docker(&[
+        "create",
+        "--security-opt",
+        "no-new-privileges",
+        "--cap-drop",
+        "ALL",
+        "--name",
+        "dw-plain",
+        IMAGE,
+        "true",
+    ]);
+
+    let ids = |name: &str| -> Vec<String> {
+        let mut ids: Vec<String> = failing_for(name).into_iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids("dw-priv"), ["5.4"]);
+    assert_eq!(ids("dw-root"), ["5.31", "5.5", "5.5"]);
+    assert_eq!(ids("dw-pid"), ["5.15"]);
+    assert_eq!(ids("dw-plain"), Vec::<String>::new());
+    // The positive control of the negative: the hardened container is in
+    // the report, passing.
+    let (_, stdout, _) = run_cli(["check", "--json"]);
+    assert!(stdout.contains("dw-plain ("), "{stdout}");
+}
