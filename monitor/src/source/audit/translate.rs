@@ -475,6 +475,10 @@ impl Translator {
             }
             Kind::Chmod { .. } => Action::Chmod,
             Kind::Chown { .. } => Action::Chown,
+            // socketcall(SYS_CONNECT = 3, args): its SOCKADDR record is
+            // the same as connect's.
+            Kind::SocketCall if sc.arg(0) == Some(3) => Action::Connect,
+            Kind::SocketCall => return None,
             Kind::Fixed(action) => action,
         };
 
@@ -521,10 +525,11 @@ impl Translator {
                     f.mode = Some(kind_bits | (mode as u32 & 0o7777));
                 }
             }
-            Kind::Chown { owner_arg } => {
+            Kind::Chown { owner_arg, id16 } => {
                 if let Some(f) = file.as_mut() {
+                    let unchanged = if id16 { 0xffff } else { u32::MAX };
                     let new_id =
-                        |arg: Option<u64>| arg.map(|v| v as u32).filter(|&v| v != u32::MAX);
+                        |arg: Option<u64>| arg.map(|v| v as u32).filter(|&v| v != unchanged);
                     if let Some(uid) = new_id(sc.arg(owner_arg)) {
                         f.uid = Some(uid);
                     }
@@ -1010,6 +1015,31 @@ mod tests {
             "type=EXECVE msg=audit(1635260656.462:3336): a1[1]=45464748",
         ]);
         assert_eq!(text(&e.process.cmdline), "sh ABCDEFGH");
+    }
+
+    #[test]
+    fn an_i386_open_for_write_is_an_open_write() {
+        // A 32-bit `int 0x80` open(path, O_WRONLY|O_CREAT|O_TRUNC) on an
+        // x86_64 host: arch=40000003, syscall=5, flags in a1 (0x241).
+        let e = translate(&[
+            "type=SYSCALL msg=audit(1795869685.242:60): arch=40000003 syscall=5 success=yes exit=3 a0=804a000 a1=241 a2=1a4 a3=0 items=2 ppid=100 pid=101 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm=\"w32\" exe=\"/tmp/w32\" key=\"docker\"",
+            "type=CWD msg=audit(1795869685.242:60): cwd=\"/root\"",
+            "type=PATH msg=audit(1795869685.242:60): item=0 name=\"/etc/docker/\" inode=876900 dev=fe:00 mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=PARENT cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0",
+            "type=PATH msg=audit(1795869685.242:60): item=1 name=\"/etc/docker/daemon.json\" inode=876904 dev=fe:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0",
+        ]);
+        assert_eq!(e.action, Action::OpenWrite);
+        assert_eq!(&e.file.unwrap().path[..], b"/etc/docker/daemon.json");
+        assert_eq!(text(&e.process.exe), "/tmp/w32");
+    }
+
+    #[test]
+    fn an_i386_socketcall_connect_is_a_connect() {
+        let e = translate(&[
+            "type=SYSCALL msg=audit(1795869685.242:61): arch=40000003 syscall=102 success=yes exit=0 a0=3 a1=ffd0a0b0 a2=0 a3=0 items=0 ppid=100 pid=102 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm=\"c32\" exe=\"/tmp/c32\" key=(null)",
+            "type=SOCKADDR msg=audit(1795869685.242:61): saddr=01002F72756E2F646F636B65722E736F636B00",
+        ]);
+        assert_eq!(e.action, Action::Connect);
+        assert_eq!(&e.file.unwrap().path[..], b"/run/docker.sock");
     }
 
     #[test]
