@@ -26,6 +26,10 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     "util-linux",
     "gzip",
+    // systemd-analyze, for verifying the package's unit; installing it
+    // neither boots systemd nor replaces init (that is systemd-sysv).
+    "systemd",
+    "man-db",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
