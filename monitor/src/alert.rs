@@ -401,10 +401,14 @@ fn write_detail(out: &mut Vec<u8>, detail: &Detail) {
     }
 }
 
-/// Writes `bytes` as a JSON string. Valid UTF-8 passes through, with JSON's
-/// mandatory escapes and every control character (newline, 0x1d, DEL) as
-/// `\u00XX`; each byte of an invalid UTF-8 sequence becomes the four
-/// characters `\xNN`, so the original bytes stay recoverable.
+/// Writes `bytes` as a JSON string, losslessly. Valid UTF-8 passes through,
+/// with JSON's mandatory escapes and every control character (newline,
+/// 0x1d, DEL) as `\u00XX`. In the string a reader decodes, a backslash
+/// always starts an escape of dockwatch's own: `\\` is one backslash and
+/// `\xNN` (two lowercase hex digits) is the byte NN of an invalid UTF-8
+/// sequence. So the file name `a\xff` (six characters) and the byte string
+/// `a` 0xff differ — `a\\xff` and `a\xff` — and the exact bytes come back
+/// by undoing those two escapes ([`unescape_bytes`]).
 pub fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     // Nearly every string is printable ASCII without `"` or `\`: valid
@@ -473,7 +477,9 @@ fn escape_utf8(out: &mut Vec<u8>, s: &[u8]) {
     for (i, &b) in s.iter().enumerate().skip(first) {
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
-            b'\\' => b"\\\\",
+            // Doubled in the decoded text too: `\\` then means one
+            // backslash, and `\xNN` can only be a byte (see json_str).
+            b'\\' => b"\\\\\\\\",
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
@@ -492,6 +498,30 @@ fn escape_utf8(out: &mut Vec<u8>, s: &[u8]) {
         start = i + 1;
     }
     out.extend_from_slice(&s[start..]);
+}
+
+/// The bytes a string written by [`json_str`] stood for, from its decoded
+/// JSON text: undoes `\\` and `\xNN`. `None` when a backslash starts
+/// anything else (not dockwatch's escaping).
+pub fn unescape_bytes(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next()? {
+            b'\\' => out.push(b'\\'),
+            b'x' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                let hex = std::str::from_utf8(&hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 fn push_int(out: &mut Vec<u8>, v: i64) {
@@ -630,14 +660,42 @@ mod tests {
     fn hostile_bytes_cannot_split_or_forge() {
         let mut alert = sample();
         let evil = b"/etc/docker/x\n{\"forged\":1}\x1d\"\\\xff\xfe".to_vec();
-        alert.event.file = Some(FileRef::new(evil));
+        alert.event.file = Some(FileRef::new(evil.clone()));
         let line = alert.to_json();
         assert!(!line.contains('\n'));
         assert!(!line.contains('\u{1d}'));
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(
             json["file"]["path"],
-            "/etc/docker/x\n{\"forged\":1}\u{1d}\"\\\\xff\\xfe"
+            "/etc/docker/x\n{\"forged\":1}\u{1d}\"\\\\\\xff\\xfe"
         );
+        let text = json["file"]["path"].as_str().unwrap();
+        assert_eq!(unescape_bytes(text).unwrap(), evil);
+    }
+
+    #[test]
+    fn escaping_is_lossless_both_ways() {
+        let json_of = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            json_str(&mut out, bytes);
+            serde_json::from_slice::<String>(&out).unwrap()
+        };
+        // The literal text `\xff` and the byte 0xff no longer look alike.
+        let literal = json_of(b"/etc/docker/\\xff");
+        let byte = json_of(b"/etc/docker/\xff");
+        assert_eq!(literal, "/etc/docker/\\\\xff");
+        assert_eq!(byte, "/etc/docker/\\xff");
+        assert_ne!(literal, byte);
+        for bytes in [
+            &b"/etc/docker/\\xff"[..],
+            b"/etc/docker/\xff",
+            b"back\\slash\\",
+            b"\\\\x41\x80\xc3(",
+            b"caf\xc3\xa9 \x00\x1d\x7f",
+            b"plain",
+        ] {
+            assert_eq!(unescape_bytes(&json_of(bytes)).unwrap(), bytes, "{bytes:?}");
+        }
+        assert_eq!(unescape_bytes("a\\q"), None, "not our escape");
     }
 }

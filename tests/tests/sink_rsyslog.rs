@@ -171,7 +171,7 @@ fn dgram_qlen() -> usize {
 fn expected_json_path(path: &[u8]) -> String {
     let mut out = String::new();
     for chunk in path.utf8_chunks() {
-        out.push_str(chunk.valid());
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
         for b in chunk.invalid() {
             out.push_str(&format!("\\x{b:02x}"));
         }

@@ -6,8 +6,10 @@
 //! - `run`: setup, build, and the daemon with the shipped rules.
 //! - `test`: setup, formatting, clippy, unit and integration tests.
 //! - `bench [NAME]`: the benchmarks behind BENCHMARKS.md.
+//! - `package`: the .deb (binary, systemd unit, config, rules, man pages).
 
 mod bench;
+mod package;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +44,8 @@ enum Task {
     },
     /// Benchmarks: replay, probes, matcher, sink (all when none is named).
     Bench { name: Option<String> },
+    /// Build the Debian package (target/debian/dockwatch_*.deb).
+    Package,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +69,10 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             build_release()?;
             bench::run(name.as_deref())
+        }
+        Task::Package => {
+            setup::run()?;
+            package::run().map(|_| ())
         }
     }
 }

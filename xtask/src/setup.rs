@@ -30,6 +30,10 @@ const APT_PACKAGES: &[&str] = &[
     // of the image they import (no registry is reachable).
     "docker.io",
     "busybox-static",
+    // systemd-analyze, for verifying the package's unit; installing it
+    // neither boots systemd nor replaces init (that is systemd-sysv).
+    "systemd",
+    "man-db",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

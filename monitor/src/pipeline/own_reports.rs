@@ -37,7 +37,7 @@ impl OwnReports {
             ),
             tampered: rule(
                 "audit-tampered",
-                "Audit rules removed, audit disabled or auditd stopped",
+                "Audit rules removed, audit disabled, auditd stopped or audit.log tampered with",
                 Severity::Critical,
                 &[ATTACK_AUDIT],
             ),
@@ -75,6 +75,7 @@ fn weakens_audit(op: &str, text: &str) -> bool {
         || op.contains("del")
         || op == "audit_disabled"
         || op == "auditd_gone"
+        || op.starts_with("audit_log_")
         || text.starts_with("DAEMON_END")
         || text.starts_with("DAEMON_ABORT")
         || text.contains("audit_enabled=0")
@@ -106,6 +107,8 @@ mod tests {
         assert_eq!(id(&stopped).as_deref(), Some("audit-tampered"));
         let killed = config_change("auditd_gone", "kernel audit status: enabled=1 auditd pid=0");
         assert_eq!(id(&killed).as_deref(), Some("audit-tampered"));
+        let emptied = config_change("audit_log_truncated", "audit.log truncated");
+        assert_eq!(id(&emptied).as_deref(), Some("audit-tampered"));
         let added = config_change("add_rule", "CONFIG_CHANGE op=add_rule key=docker");
         assert_eq!(id(&added).as_deref(), Some("audit-config-changed"));
     }

@@ -286,13 +286,13 @@ mod tests {
         assert_eq!(&line[end..end + 3], "] {", "{line}");
         let sd = &line[sd_start..=end];
         assert!(
-            sd.contains(r#"path="/etc/docker/a\n\]\"\\\u001d\u0000\\xff x=\"1\"""#),
+            sd.contains(r#"path="/etc/docker/a\n\]\"\\\\\u001d\u0000\\xff x=\"1\"""#),
             "{sd}"
         );
         let v: serde_json::Value = serde_json::from_str(&line[end + 2..]).unwrap();
         assert_eq!(
             v["file"]["path"],
-            "/etc/docker/a\n]\"\\\u{1d}\u{0}\\xff x=\"1\""
+            "/etc/docker/a\n]\"\\\\\u{1d}\u{0}\\xff x=\"1\""
         );
     }
 

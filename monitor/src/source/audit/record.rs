@@ -239,7 +239,9 @@ impl<'a> Record<'a> {
     /// remembers the last id so the next record of the same event need not
     /// parse it again.
     pub fn parse_line_cached(line: &'a [u8], ids: &mut IdCache) -> Result<Record<'a>, ParseError> {
-        let rest = line.strip_prefix(b"type=").ok_or(ParseError::NoType)?;
+        let rest = strip_node(line)
+            .strip_prefix(b"type=")
+            .ok_or(ParseError::NoType)?;
         let end = find(rest, b' ').ok_or(ParseError::NoHeader)?;
         let kind = RecordType::from_name(&rest[..end]).ok_or(ParseError::UnknownTypeName)?;
         let rest = rest[end + 1..]
@@ -295,6 +297,30 @@ impl<'a> Record<'a> {
         Fields::new(self.enriched)
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v)
+    }
+}
+
+/// The line without auditd's `node=NAME ` prefix (`name_format =
+/// hostname`, `fqdn`, `user`), which comes before `type=`.
+///
+/// The node name is dropped, not kept: an [`crate::event::Event`] has no
+/// host field, and a log file holds one host's records in every setup
+/// dockwatch supports (it runs on the host it watches).
+#[inline(always)]
+fn strip_node(line: &[u8]) -> &[u8] {
+    match line.strip_prefix(b"node=") {
+        Some(rest) => find(rest, b' ').map_or(line, |end| &rest[end + 1..]),
+        None => line,
+    }
+}
+
+/// A non-string value without the double quotes some writers put around
+/// every value (`success="yes"`, `dev="00:2f"`, `nametype="DELETE"`).
+#[inline(always)]
+pub fn unquote(value: &[u8]) -> &[u8] {
+    match value {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => value,
     }
 }
 
@@ -672,6 +698,28 @@ mod tests {
         assert_eq!(r.field(b"key"), Some(&b"\"docker\""[..]));
         assert_eq!(r.enriched_field(b"SYSCALL"), Some(&b"openat"[..]));
         assert_eq!(r.fields().count(), 16);
+    }
+
+    #[test]
+    fn node_prefixes_are_accepted() {
+        // laurel/src/testdata/record-execve.txt, line 2.
+        let line = b"node=work type=EXECVE msg=audit(1615114232.375:15558): argc=1 a0=\"whoami\"";
+        let r = Record::parse_line(line).unwrap();
+        assert_eq!(r.kind, RecordType::EXECVE);
+        assert_eq!(r.id.serial, 15558);
+        assert_eq!(r.field(b"a0"), Some(&b"\"whoami\""[..]));
+        assert_eq!(
+            Record::parse_line(b"node=work"),
+            Err(ParseError::NoType),
+            "a node with no record after it"
+        );
+    }
+
+    #[test]
+    fn unquote_strips_only_a_pair_of_double_quotes() {
+        assert_eq!(unquote(b"\"yes\""), b"yes");
+        assert_eq!(unquote(b"00:2f"), b"00:2f");
+        assert_eq!(unquote(b"\""), b"\"");
     }
 
     #[test]

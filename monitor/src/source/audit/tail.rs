@@ -7,6 +7,24 @@
 //! came next by identity (it may already have been rotated further if we
 //! were slow) and carry on there. Position is kept as (file identity,
 //! offset) so a checkpoint can resume exactly.
+//!
+//! The same comparison tells a rotation from tampering, which is reported
+//! as an `AuditConfig` event the built-in `audit-tampered` rule turns into
+//! an alert (see `pipeline::own_reports`):
+//! - **rotation** (no report): the file we hold is found again as
+//!   `audit.log.N`. A rename of audit.log to audit.log.1 by hand looks the
+//!   same and is not told apart.
+//! - `audit_log_truncated`: the path still names our file but it is shorter
+//!   than what was read (`: > audit.log`, `truncate`). auditd only appends.
+//! - `audit_log_deleted`: our file was unlinked (no links left) and nothing
+//!   is at the path.
+//! - `audit_log_replaced`: our file was unlinked and another file is at the
+//!   path. auditd never unlinks its live file; a rotation while we were more
+//!   than `num_logs` generations behind would look the same.
+//! - `audit_log_moved`: our file still has links but is not among the
+//!   generations: renamed somewhere else.
+//!
+//! Each is reported once per file held.
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -18,6 +36,7 @@ use super::assemble::{Emit, Reassembler};
 use super::checkpoint;
 use super::feed::Input;
 use super::lines::LineReader;
+use crate::event::{Action, Detail, Event, Source};
 
 /// Generations (`audit.log.N`) searched when following a rotation; auditd's
 /// `num_logs` cannot exceed 999, and more than 99 is unusual.
@@ -154,6 +173,8 @@ pub struct Tailer {
     input: Input,
     /// A warning about the missing file was given.
     told_missing: bool,
+    /// The held file whose tampering was reported, so it is reported once.
+    reported: Option<FileId>,
 }
 
 impl Tailer {
@@ -181,6 +202,7 @@ impl Tailer {
         Tailer {
             path: path.to_path_buf(),
             told_missing: position.is_none(),
+            reported: None,
             position,
             input: Input::new(name),
         }
@@ -193,6 +215,7 @@ impl Tailer {
             position: Some(position),
             input: Input::new(name),
             told_missing: false,
+            reported: None,
         }
     }
 
@@ -240,6 +263,15 @@ impl Tailer {
                         "{}: shrank below what was read; reading it again from the start",
                         self.path.display()
                     );
+                    let read = position.lines.offset();
+                    let now_len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+                    emit(tamper_event(
+                        "audit_log_truncated",
+                        format!(
+                            "{} truncated from {read} to {now_len} bytes outside a rotation",
+                            self.path.display()
+                        ),
+                    ));
                     match Position::open(&self.path, 0) {
                         Ok(p) => self.switch(p, self.path.display().to_string()),
                         Err(_) => return progressed,
@@ -255,11 +287,15 @@ impl Tailer {
                         Some(next) => next,
                         None => {
                             if find_generation(&self.path, finished).is_none() {
-                                tracing::warn!(
-                                    "{}: the file being read was rotated away and deleted; \
-                                     continuing with the live file, events in between may be missing",
-                                    self.path.display()
-                                );
+                                if self.reported != Some(finished) {
+                                    self.reported = Some(finished);
+                                    emit(vanished_event(&self.path, &position.file));
+                                    tracing::warn!(
+                                        "{}: the file being read left its rotation generations; \
+                                         continuing with the live file, events in between may be missing",
+                                        self.path.display()
+                                    );
+                                }
                                 self.path.clone()
                             } else {
                                 return progressed;
@@ -299,6 +335,39 @@ impl Tailer {
         self.position = Some(position);
         self.input = Input::new(name);
     }
+}
+
+/// A built-in tamper report about audit.log.
+fn tamper_event(op: &str, text: String) -> Event {
+    let mut event = Event::new(Source::Audit, Action::AuditConfig);
+    event.detail = Detail::AuditConfig {
+        op: op.to_string(),
+        text,
+    };
+    event
+}
+
+/// The report for a held file that is no longer among the generations:
+/// deleted, replaced or moved away (see the module doc).
+fn vanished_event(path: &Path, held: &File) -> Event {
+    let links = held.metadata().map_or(0, |m| m.nlink());
+    let live = std::fs::symlink_metadata(path).is_ok();
+    let shown = path.display();
+    let (op, text) = match (links, live) {
+        (0, false) => (
+            "audit_log_deleted",
+            format!("{shown} deleted outside a rotation; no new file in its place"),
+        ),
+        (0, true) => (
+            "audit_log_replaced",
+            format!("{shown} deleted outside a rotation and replaced by another file"),
+        ),
+        _ => (
+            "audit_log_moved",
+            format!("{shown} renamed to somewhere other than its rotation generations"),
+        ),
+    };
+    tamper_event(op, text)
 }
 
 /// Called after each line with the file, its fingerprint and the offset
@@ -357,7 +426,12 @@ mod tests {
 
     fn poll_all(tailer: &mut Tailer, r: &mut Reassembler) -> Vec<u64> {
         let mut serials = Vec::new();
-        let mut emit = |e: crate::event::Event| serials.push(e.audit_id.unwrap().serial);
+        // Tamper reports carry no audit id; records are what is counted.
+        let mut emit = |e: crate::event::Event| {
+            if let Some(id) = e.audit_id {
+                serials.push(id.serial);
+            }
+        };
         let mut progress = |_: &Reassembler, _: FileId, _: u64, _: u64| {};
         tailer.poll(Instant::now(), r, &mut emit, &mut progress);
         r.flush(&mut emit);

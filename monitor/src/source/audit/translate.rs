@@ -21,8 +21,8 @@ use crate::event::{Action, AuditId, Detail, Event, FileRef, Outcome, Process, So
 
 use super::group::Group;
 use super::record::{
-    decode_str_into, parse_dec, parse_hex, parse_id_field, parse_oct, parse_signed, Fields, Record,
-    RecordType,
+    decode_str_into, parse_dec, parse_hex, parse_id_field, parse_oct, parse_signed, unquote,
+    Fields, Record, RecordType,
 };
 use super::syscalls::{self, Kind};
 
@@ -164,13 +164,14 @@ struct RawProcess<'a> {
 impl<'a> RawProcess<'a> {
     #[inline(always)]
     fn take(&mut self, key: &[u8], value: &'a [u8]) -> bool {
+        let number = unquote(value);
         match key {
-            b"pid" => self.pid = parse_dec(value).and_then(|v| u32::try_from(v).ok()),
-            b"ppid" => self.ppid = parse_dec(value).and_then(|v| u32::try_from(v).ok()),
-            b"uid" => self.uid = parse_id_field(value),
-            b"euid" => self.euid = parse_id_field(value),
-            b"gid" => self.gid = parse_id_field(value),
-            b"auid" => self.auid = parse_id_field(value),
+            b"pid" => self.pid = parse_dec(number).and_then(|v| u32::try_from(v).ok()),
+            b"ppid" => self.ppid = parse_dec(number).and_then(|v| u32::try_from(v).ok()),
+            b"uid" => self.uid = parse_id_field(number),
+            b"euid" => self.euid = parse_id_field(number),
+            b"gid" => self.gid = parse_id_field(number),
+            b"auid" => self.auid = parse_id_field(number),
             b"comm" => self.comm = Some(value),
             b"exe" => self.exe = Some(value),
             _ => return false,
@@ -188,7 +189,10 @@ struct Parts<'a> {
     /// showed in replay profiles.
     items: ArrayVec<Item<'a>, MAX_ITEMS>,
     proctitle: Option<&'a [u8]>,
-    execve: Option<&'a [u8]>,
+    /// Every EXECVE record's body, in order: a long command line is split
+    /// over several (`a1_len=` then `a1[0]=…` chunks, continued in the next
+    /// record with the same serial).
+    execve: Vec<&'a [u8]>,
     sockaddr: Option<&'a [u8]>,
     openat2_flags: Option<u64>,
     config: Option<Record<'a>>,
@@ -209,7 +213,7 @@ impl<'a> Parts<'a> {
                     parts.items.push(parse_item(record.body));
                 }
                 RecordType::PROCTITLE => parts.proctitle = record.field(b"proctitle"),
-                RecordType::EXECVE => parts.execve = Some(record.body),
+                RecordType::EXECVE => parts.execve.push(record.body),
                 RecordType::SOCKADDR => parts.sockaddr = record.field(b"saddr"),
                 RecordType::OPENAT2 => {
                     parts.openat2_flags = record.field(b"oflag").and_then(parse_oct).map(u64::from)
@@ -273,10 +277,10 @@ impl<'a> Syscall<'a> {
     #[inline(always)]
     fn take(&mut self, key: &[u8], value: &'a [u8]) {
         match key {
-            b"arch" => self.arch = parse_hex(value).unwrap_or(0),
-            b"syscall" => self.nr = parse_dec(value),
-            b"success" => self.success = Some(value == b"yes"),
-            b"exit" => self.exit = parse_signed(value),
+            b"arch" => self.arch = parse_hex(unquote(value)).unwrap_or(0),
+            b"syscall" => self.nr = parse_dec(unquote(value)),
+            b"success" => self.success = Some(unquote(value) == b"yes"),
+            b"exit" => self.exit = parse_signed(unquote(value)),
             b"a0" => self.args[0] = Some(value),
             b"a1" => self.args[1] = Some(value),
             b"a2" => self.args[2] = Some(value),
@@ -328,14 +332,20 @@ impl<'a> Item<'a> {
     /// we use.
     #[inline(always)]
     fn take(&mut self, key: &[u8], value: &'a [u8]) -> bool {
+        if key == b"name" {
+            self.name = Some(value);
+            return false;
+        }
+        let value = unquote(value);
         match key {
-            b"name" => self.name = Some(value),
             b"inode" => self.inode = parse_dec(value),
             b"dev" => self.dev = parse_dev(value),
             b"mode" => self.mode = parse_oct(value),
             b"ouid" => self.ouid = parse_id_field(value),
             b"ogid" => self.ogid = parse_id_field(value),
-            b"nametype" => {
+            // Kernels before 3.14 wrote `objtype=` where later ones write
+            // `nametype=`, with the same values.
+            b"nametype" | b"objtype" => {
                 self.nametype = match value {
                     b"PARENT" => NameType::Parent,
                     b"CREATE" => NameType::Create,
@@ -465,6 +475,10 @@ impl Translator {
             }
             Kind::Chmod { .. } => Action::Chmod,
             Kind::Chown { .. } => Action::Chown,
+            // socketcall(SYS_CONNECT = 3, args): its SOCKADDR record is
+            // the same as connect's.
+            Kind::SocketCall if sc.arg(0) == Some(3) => Action::Connect,
+            Kind::SocketCall => return None,
             Kind::Fixed(action) => action,
         };
 
@@ -511,10 +525,11 @@ impl Translator {
                     f.mode = Some(kind_bits | (mode as u32 & 0o7777));
                 }
             }
-            Kind::Chown { owner_arg } => {
+            Kind::Chown { owner_arg, id16 } => {
                 if let Some(f) = file.as_mut() {
+                    let unchanged = if id16 { 0xffff } else { u32::MAX };
                     let new_id =
-                        |arg: Option<u64>| arg.map(|v| v as u32).filter(|&v| v != u32::MAX);
+                        |arg: Option<u64>| arg.map(|v| v as u32).filter(|&v| v != unchanged);
                     if let Some(uid) = new_id(sc.arg(owner_arg)) {
                         f.uid = Some(uid);
                     }
@@ -691,7 +706,15 @@ fn unix_socket_path(
         return Some(PathSource::Arena(start..arena.buf.len()));
     }
     let end = memchr::memchr(0, sun_path).unwrap_or(sun_path.len());
-    Some(PathSource::Arena(arena.path(&sun_path[..end], None, cwd)))
+    let name = &sun_path[..end];
+    if name.first() != Some(&b'/') && cwd.is_none_or(|c| c.first() != Some(&b'/')) {
+        // A relative path and no CWD record to place it: the name as the
+        // process gave it, not an absolute path made up from it.
+        let start = arena.buf.len();
+        arena.buf.extend_from_slice(name);
+        return Some(PathSource::Arena(start..arena.buf.len()));
+    }
+    Some(PathSource::Arena(arena.path(name, None, cwd)))
 }
 
 pub(super) fn time_of(id: AuditId) -> SystemTime {
@@ -793,7 +816,7 @@ fn process_ranges(
     let comm = arena.decoded(raw.comm);
     let exe = arena.decoded(raw.exe);
     let execve = if prefer_execve || parts.proctitle.is_none() {
-        parts.execve.and_then(|body| execve_cmdline(arena, body))
+        execve_cmdline(arena, &parts.execve)
     } else {
         None
     };
@@ -826,11 +849,12 @@ fn proctitle_cmdline(arena: &mut Arena, raw: Option<&[u8]>) -> Option<Range<usiz
     Some(range.start..end)
 }
 
-/// EXECVE's `a0=… a1[0]=… a1[1]=…` → the arguments joined by spaces.
-fn execve_cmdline(arena: &mut Arena, body: &[u8]) -> Option<Range<usize>> {
+/// EXECVE's `a0=… a1[0]=… a1[1]=…`, over all the event's EXECVE records →
+/// the arguments joined by spaces.
+fn execve_cmdline(arena: &mut Arena, bodies: &[&[u8]]) -> Option<Range<usize>> {
     let start = arena.buf.len();
     let mut any = false;
-    for (key, value) in Fields::new(body) {
+    for (key, value) in bodies.iter().flat_map(|body| Fields::new(body)) {
         let Some(rest) = key.strip_prefix(b"a") else {
             continue;
         };
@@ -926,12 +950,120 @@ mod tests {
         assert!(missing.contains("inode: None"), "{missing}");
     }
 
+    fn translate(lines: &[&str]) -> Event {
+        let records: Vec<Record<'_>> = lines
+            .iter()
+            .map(|l| Record::parse_line(l.as_bytes()).unwrap())
+            .collect();
+        let mut group = Group::new(records[0].id);
+        for r in &records {
+            group.push(r);
+        }
+        Translator::new().translate(&group).expect("an event")
+    }
+
+    fn text(b: &Option<Bytes>) -> String {
+        String::from_utf8_lossy(b.as_deref().unwrap_or(b"")).into_owned()
+    }
+
+    #[test]
+    fn objtype_is_read_like_nametype() {
+        // go-libaudit aucoalesce/testdata/rhel-7-linux-3.10.0.yaml (3.10
+        // kernels write objtype=), an unlinkat of a watched file.
+        let e = translate(&[
+            "type=SYSCALL msg=audit(1492800799.050:20294): arch=c000003e syscall=263 success=yes exit=0 a0=ffffffffffffff9c a1=55b1d4b6e1f0 a2=0 a3=0 items=2 ppid=1 pid=740 auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm=\"systemd-logind\" exe=\"/usr/lib/systemd/systemd-logind\" key=(null)",
+            "type=PATH msg=audit(1492800799.050:20294): item=0 name=\"/run/systemd/sessions/\" inode=11378 dev=00:13 mode=040755 ouid=0 ogid=0 rdev=00:00 obj=system_u:object_r:systemd_logind_sessions_t:s0 objtype=PARENT",
+            "type=PATH msg=audit(1492800799.050:20294): item=1 name=\"/run/systemd/sessions/23.ref\" inode=98040 dev=00:13 mode=010600 ouid=0 ogid=0 rdev=00:00 obj=system_u:object_r:systemd_logind_sessions_t:s0 objtype=DELETE",
+        ]);
+        assert_eq!(e.action, Action::Unlink);
+        let file = e.file.unwrap();
+        assert_eq!(&file.path[..], b"/run/systemd/sessions/23.ref");
+        assert_eq!(file.inode, Some(98040));
+    }
+
+    #[test]
+    fn quoted_numbers_and_words_read_as_unquoted() {
+        // laurel/src/testdata/record-weblogic.txt (EXECVE shortened).
+        let e = translate(&[
+            "type=SYSCALL msg=audit(1734013587.483:2679223): arch=c000003e syscall=59 success=\"yes\" exit=0 a0=1b5cda0 a1=1b762a0 a2=1b70790 a3=7ffc6132eef0 items=2 ppid=1362170 pid=1362221 auid=4294967295 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=\"(none)\" ses=4294967295 comm=\"java\" exe=\"/usr/java/jdk1.8.0_151/bin/java\" subj=\"docker-default\" key=(null)",
+            "type=EXECVE msg=audit(1734013587.483:2679223): argc=2 a0=\"/usr/java/jdk1.8.0_151/bin/java\" a1=\"-server\"",
+            "type=CWD msg=audit(1734013587.483:2679223): cwd=\"/u01/oracle/user_projects/domains/base_domain\"",
+            "type=PATH msg=audit(1734013587.483:2679223): item=0 name=\"/usr/java/jdk1.8.0_151/bin/java\" inode=820124 dev=\"00:2f\" mode=100755 ouid=10 ogid=143 rdev=\"00:00\" nametype=\"NORMAL\" cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=\"0\"",
+        ]);
+        assert_eq!(e.action, Action::Exec);
+        assert_eq!(e.outcome, Outcome::Success);
+        assert_eq!(e.process.pid, 1362221);
+        assert_eq!(e.process.ppid, Some(1362170));
+        assert_eq!(e.process.uid, Some(1000));
+        assert_eq!(e.process.auid, None);
+        let file = e.file.unwrap();
+        assert_eq!(file.dev, Some(0x2f));
+        assert_eq!(file.mode, Some(0o100755));
+        assert_eq!(
+            text(&e.process.cmdline),
+            "/usr/java/jdk1.8.0_151/bin/java -server"
+        );
+    }
+
+    #[test]
+    fn execve_continued_over_records_is_one_command_line() {
+        // integrations test-oversized-execve.log: a17 split over two
+        // EXECVE records of one event (hex shortened here).
+        let e = translate(&[
+            "type=SYSCALL msg=audit(1635260656.462:3336): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=1 pid=2 auid=0 uid=0 gid=0 euid=0 comm=\"sh\" exe=\"/bin/sh\" key=(null)",
+            "type=EXECVE msg=audit(1635260656.462:3336): argc=2 a0=\"sh\" a1_len=8 a1[0]=41424344",
+            "type=EXECVE msg=audit(1635260656.462:3336): a1[1]=45464748",
+        ]);
+        assert_eq!(text(&e.process.cmdline), "sh ABCDEFGH");
+    }
+
+    #[test]
+    fn an_i386_open_for_write_is_an_open_write() {
+        // A 32-bit `int 0x80` open(path, O_WRONLY|O_CREAT|O_TRUNC) on an
+        // x86_64 host: arch=40000003, syscall=5, flags in a1 (0x241).
+        let e = translate(&[
+            "type=SYSCALL msg=audit(1795869685.242:60): arch=40000003 syscall=5 success=yes exit=3 a0=804a000 a1=241 a2=1a4 a3=0 items=2 ppid=100 pid=101 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm=\"w32\" exe=\"/tmp/w32\" key=\"docker\"",
+            "type=CWD msg=audit(1795869685.242:60): cwd=\"/root\"",
+            "type=PATH msg=audit(1795869685.242:60): item=0 name=\"/etc/docker/\" inode=876900 dev=fe:00 mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=PARENT cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0",
+            "type=PATH msg=audit(1795869685.242:60): item=1 name=\"/etc/docker/daemon.json\" inode=876904 dev=fe:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0",
+        ]);
+        assert_eq!(e.action, Action::OpenWrite);
+        assert_eq!(&e.file.unwrap().path[..], b"/etc/docker/daemon.json");
+        assert_eq!(text(&e.process.exe), "/tmp/w32");
+    }
+
+    #[test]
+    fn an_i386_socketcall_connect_is_a_connect() {
+        let e = translate(&[
+            "type=SYSCALL msg=audit(1795869685.242:61): arch=40000003 syscall=102 success=yes exit=0 a0=3 a1=ffd0a0b0 a2=0 a3=0 items=0 ppid=100 pid=102 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm=\"c32\" exe=\"/tmp/c32\" key=(null)",
+            "type=SOCKADDR msg=audit(1795869685.242:61): saddr=01002F72756E2F646F636B65722E736F636B00",
+        ]);
+        assert_eq!(e.action, Action::Connect);
+        assert_eq!(&e.file.unwrap().path[..], b"/run/docker.sock");
+    }
+
+    #[test]
+    fn a_relative_socket_path_without_cwd_stays_relative() {
+        let mut arena = Arena::default();
+        // AF_UNIX, "docker.sock".
+        let saddr = b"0100646F636B65722E736F636B00";
+        let Some(PathSource::Arena(r)) = unix_socket_path(&mut arena, Some(saddr), None) else {
+            panic!("no path");
+        };
+        assert_eq!(&arena.buf[r], b"docker.sock");
+        let Some(PathSource::Arena(r)) = unix_socket_path(&mut arena, Some(saddr), Some(b"/run"))
+        else {
+            panic!("no path");
+        };
+        assert_eq!(&arena.buf[r], b"/run/docker.sock");
+    }
+
     #[test]
     fn execve_arguments_join_chunks() {
         let mut arena = Arena::default();
         let r = execve_cmdline(
             &mut arena,
-            b"argc=3 a0=\"ls\" a1_len=4 a1[0]=\"ab\" a1[1]=\"cd\" a2=2D6C",
+            &[b"argc=3 a0=\"ls\" a1_len=4 a1[0]=\"ab\" a1[1]=\"cd\" a2=2D6C"],
         )
         .unwrap();
         assert_eq!(&arena.buf[r], b"ls abcd -l");
