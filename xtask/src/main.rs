@@ -141,6 +141,10 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
     )?;
     // Integration tests run the real binary; build it before the tests.
     cmd("cargo", &["build", "-p", "monitor", "--bins"])?;
+    // The package test installs the real .deb; a release build inside
+    // nextest would outlast its timeout, so it is built here.
+    let deb = package::run()?;
+    std::env::set_var("DOCKWATCH_DEB", &deb);
     let mut args = vec![
         "nextest",
         "run",
