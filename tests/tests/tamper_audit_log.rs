@@ -87,14 +87,21 @@ fn rotate_is_quiet(auditd: &Auditd, run: &Monitored) {
     assert!(tampered.is_empty(), "{tampered:#?}");
 }
 
-#[test]
-fn audit_log_emptied_is_an_alert_and_a_rotation_is_not() {
-    let _lock = machine_lock();
+/// daemon.json under an audit watch, dockwatch reading audit.log, and one
+/// quiet rotation behind them: the state both tamper tests start from.
+fn watched_and_rotated() -> (Layout, Auditd, Monitored) {
     let mut layout = Layout::new();
     layout.file(DAEMON_JSON, "{}\n");
     let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
     let run = start(&auditd);
     rotate_is_quiet(&auditd, &run);
+    (layout, auditd, run)
+}
+
+#[test]
+fn audit_log_emptied_is_an_alert_and_a_rotation_is_not() {
+    let _lock = machine_lock();
+    let (_layout, auditd, run) = watched_and_rotated();
     std::fs::File::options()
         .write(true)
         .truncate(true)
@@ -115,11 +122,7 @@ fn audit_log_emptied_is_an_alert_and_a_rotation_is_not() {
 #[test]
 fn audit_log_deleted_is_an_alert() {
     let _lock = machine_lock();
-    let mut layout = Layout::new();
-    layout.file(DAEMON_JSON, "{}\n");
-    let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
-    let run = start(&auditd);
-    rotate_is_quiet(&auditd, &run);
+    let (_layout, auditd, run) = watched_and_rotated();
     std::fs::remove_file(auditd.log_path()).unwrap();
     tamper_alert(&run.alerts, "audit_log_deleted");
     drop(run);
