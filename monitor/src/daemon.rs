@@ -61,6 +61,12 @@ async fn run_async(
     rules: Arc<RuleSet>,
     mut outputs: Outputs,
 ) -> anyhow::Result<()> {
+    // Installed before anything starts: a SIGTERM that arrives while the
+    // sources attach (systemd stopping a unit that is still starting) must
+    // end in a clean stop, not in the default action killing the process.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let host: Arc<str> = config.host_name().into();
     let (mut posture, posture_findings) = if config.posture.enabled {
@@ -124,9 +130,6 @@ async fn run_async(
     }
     outputs.flush();
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let mut alerts = Vec::new();
     loop {
         let deadline = pipeline.next_deadline();
