@@ -646,6 +646,13 @@ fn audit_must_be_enabled_and_watch_each_docker_path() {
     let (_, report) = root.check();
     drop(auditd);
     assert_status(&report, "audit-enabled", "audit", "pass");
+    // The test cannot lock the rules (that lasts until reboot); unlocked
+    // is what it can see, and check says how to lock them.
+    let unlocked = assert_status(&report, "audit-immutable", "audit rules locked", "warn");
+    assert!(
+        unlocked["evidence"].as_str().unwrap().contains("-e 2"),
+        "{unlocked}"
+    );
     assert_status(&report, "1.1.6", "audit watch", "pass");
     // daemon.json lies inside the watched /etc/docker.
     assert_status(&report, "1.1.11", "audit watch", "pass");
