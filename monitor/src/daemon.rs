@@ -1,6 +1,8 @@
 //! Wiring of the stages for `run` (live sources) and `replay` (archived
 //! logs): sources → one channel → pipeline → outputs. The stages themselves
-//! live in their own modules; this one only starts, connects and stops them.
+//! live in their own modules; this one only starts, connects and stops them,
+//! and has the event loop answer the control socket between two events
+//! (status, reload: see `control`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +12,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError};
+use crate::control::reload::{self, ReloadPlan, Reloader};
+use crate::control::{Call, Control, Counters, Request, Response, Status};
+use crate::event::Source;
 use crate::outbox::Outputs;
 use crate::pipeline::Pipeline;
 use crate::posture::Posture;
@@ -23,7 +28,7 @@ use crate::source::ebpf::EbpfSource;
 const EVENT_QUEUE: usize = 16 * 1024;
 
 /// `dockwatch run`.
-pub fn run(config: Config, rules_dir: PathBuf, output_flags: Vec<String>) -> anyhow::Result<()> {
+pub fn run(config: Config, plan: ReloadPlan, output_flags: Vec<String>) -> anyhow::Result<()> {
     let mut wanted = Vec::new();
     if config.sources.ebpf.enabled {
         wanted.push((Capability::Bpf, "loading the eBPF probes"));
@@ -36,14 +41,14 @@ pub fn run(config: Config, rules_dir: PathBuf, output_flags: Vec<String>) -> any
     }
     privilege::require(&wanted)?;
 
-    let rules = Arc::new(RuleSet::load_dir(&rules_dir)?);
+    let rules = Arc::new(RuleSet::load_dir(&plan.rules_dir)?);
     let urls = pick_outputs(output_flags, &config);
     let outputs = Outputs::open(&urls, &config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run_async(config, rules, outputs))
+    runtime.block_on(run_async(config, plan, rules, outputs))
 }
 
 fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
@@ -57,7 +62,8 @@ fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
 }
 
 async fn run_async(
-    config: Config,
+    mut config: Config,
+    plan: ReloadPlan,
     rules: Arc<RuleSet>,
     mut outputs: Outputs,
 ) -> anyhow::Result<()> {
@@ -67,6 +73,7 @@ async fn run_async(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut counters = Counters::new();
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let host: Arc<str> = config.host_name().into();
     let (mut posture, posture_findings) = if config.posture.enabled {
@@ -75,12 +82,13 @@ async fn run_async(
     } else {
         (None, Vec::new())
     };
+    let posture_watches: Vec<_> = posture.iter().flat_map(Posture::watches).collect();
     let mut watches = rules.watches();
-    watches.extend(posture.iter().flat_map(Posture::watches));
+    watches.extend(posture_watches.iter().cloned());
 
     let mut started = Vec::new();
-    // Held, not read: dropping a source stops it.
-    let _ebpf = if config.sources.ebpf.enabled {
+    // Dropping a source stops it.
+    let ebpf = if config.sources.ebpf.enabled {
         match EbpfSource::start(&config.sources.ebpf, &watches, tx.clone()).await {
             Ok(source) => {
                 started.push("ebpf");
@@ -118,8 +126,10 @@ async fn run_async(
         .into());
     }
 
+    let mut reloader = Reloader::new(plan, posture_watches, rules.len());
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
         .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
+    let (_control, mut calls) = Control::start(&config.control).await;
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),
@@ -138,7 +148,8 @@ async fn run_async(
         tokio::select! {
             event = rx.recv() => match event {
                 Some(event) => {
-                    from_audit = event.source == crate::event::Source::Audit;
+                    from_audit = event.source == Source::Audit;
+                    counters.on_event(&event);
                     if let Some(posture) = posture.as_mut() {
                         alerts.extend(posture.on_event(&event));
                     }
@@ -154,9 +165,46 @@ async fn run_async(
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => outputs.reopen(),
+            _ = hup.recv() => {
+                // logrotate's snippet needs no signal (size rotation is
+                // dockwatch's own), but a SIGHUP still reopens the files.
+                outputs.reopen();
+                tracing::info!("SIGHUP: reloading the configuration and rules");
+                let applied = reloader.reload(&mut config, &mut pipeline, ebpf.as_ref(), &mut counters, &mut alerts);
+                if let Ok((report, kernel)) = applied {
+                    tokio::spawn(reload::finish(report, kernel));
+                }
+            }
+            Some(call) = calls.recv() => {
+                let Call { request, reply } = call;
+                match request {
+                    Request::Status => {
+                        let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
+                        let _ = reply.send(Response { status: Some(Box::new(status)), ..Response::default() });
+                    }
+                    Request::Reload => {
+                        outputs.reopen();
+                        match reloader.reload(&mut config, &mut pipeline, ebpf.as_ref(), &mut counters, &mut alerts) {
+                            // The kernel's watch set is updated by the eBPF
+                            // reader, which may be waiting for this loop to
+                            // take its events: answer once it is done, from
+                            // a task of its own.
+                            Ok((report, kernel)) => {
+                                tokio::spawn(async move {
+                                    let report = reload::finish(report, kernel).await;
+                                    let _ = reply.send(Response { reload: Some(report), ..Response::default() });
+                                });
+                            }
+                            Err(error) => {
+                                let _ = reply.send(Response::error(error));
+                            }
+                        }
+                    }
+                }
+            }
         }
         for alert in alerts.drain(..) {
+            counters.on_alert(&alert);
             outputs.send(&alert);
         }
         outputs.flush();

@@ -85,6 +85,9 @@ actions! {
     PostureFinding = "posture_finding",
     /// Alerts were dropped by an outbox bound.
     AlertsDropped = "alerts_dropped",
+    /// A reload was refused: the new configuration or rules are broken and
+    /// the old ones keep running.
+    ReloadRefused = "reload_refused",
 }
 
 impl Action {
@@ -202,6 +205,8 @@ pub enum Detail {
     Posture(Box<PostureChange>),
     /// Alerts dropped by a sink's outbox bound.
     Dropped { sink: String, count: u64 },
+    /// Why a reload was refused (`file:line:col: message`).
+    Refused { error: String },
 }
 
 /// A baseline check's verdict before and after a change.

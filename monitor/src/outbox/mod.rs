@@ -24,6 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::event::{Action, Detail, Event, Source};
 use crate::sink::file::FileSink;
 use crate::sink::{self, Target};
+pub use delivery::DeliveryStatus;
 use delivery::{Outbox, Plan};
 use spool::SpoolWriter;
 
@@ -67,11 +68,22 @@ const STDOUT_BATCH: usize = 64 << 10;
 /// Every configured output.
 pub struct Outputs {
     sinks: Vec<Output>,
+    /// The URL of each of `sinks`.
+    urls: Vec<String>,
     line: Vec<u8>,
     /// Lines for stdout not yet written: batched so a replay writes in
     /// large chunks instead of one syscall per alert.
     stdout: Vec<u8>,
     shutdown_timeout: Duration,
+}
+
+/// One output as `dockwatch status` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OutputStatus {
+    /// The output URL.
+    pub output: String,
+    /// Spool and delivery of a syslog output; files and stdout have none.
+    pub delivery: Option<DeliveryStatus>,
 }
 
 enum Output {
@@ -157,6 +169,7 @@ impl Outputs {
         }
         Ok(Outputs {
             sinks,
+            urls: urls.to_vec(),
             line: Vec::with_capacity(1024),
             stdout: Vec::new(),
             shutdown_timeout: Duration::from_millis(config.outbox.shutdown_timeout_ms),
@@ -227,6 +240,21 @@ impl Outputs {
                 Output::Syslog(outbox, _) => outbox.reconnect(),
             }
         }
+    }
+
+    /// Every output with its delivery state.
+    pub fn status(&self) -> Vec<OutputStatus> {
+        self.sinks
+            .iter()
+            .zip(&self.urls)
+            .map(|(sink, url)| OutputStatus {
+                output: url.clone(),
+                delivery: match sink {
+                    Output::Syslog(outbox, _) => Some(outbox.status()),
+                    Output::Stdout | Output::File(_) => None,
+                },
+            })
+            .collect()
     }
 
     /// Whether every syslog sink has delivered all it accepted.

@@ -1,5 +1,7 @@
 //! Alerts dockwatch raises on its own, with no rule behind them: records a
-//! source lost, and the audit system being reconfigured or stopped. No rule
+//! source lost, the audit system being reconfigured or stopped, and a
+//! reload refused (the old rules keep running, which the operator must
+//! learn from the alert stream, not only from the daemon's log). No rule
 //! file can switch these off, because a monitor that can be blinded without
 //! a trace is worse than none.
 
@@ -13,6 +15,7 @@ pub(super) struct OwnReports {
     lost: Arc<RuleRef>,
     tampered: Arc<RuleRef>,
     changed: Arc<RuleRef>,
+    reload_refused: Arc<RuleRef>,
 }
 
 /// MITRE ATT&CK: Impair Defenses: Disable or Modify Linux Audit System.
@@ -47,6 +50,12 @@ impl OwnReports {
                 Severity::Notice,
                 &[ATTACK_AUDIT],
             ),
+            reload_refused: rule(
+                "dockwatch-reload-refused",
+                "Reload refused: the new configuration or rules are broken; the old ones keep running",
+                Severity::Error,
+                &[],
+            ),
         }
     }
 
@@ -63,6 +72,7 @@ impl OwnReports {
                 })
             }
             (Action::AuditConfig, _) => Some(&self.tampered),
+            (Action::ReloadRefused, _) => Some(&self.reload_refused),
             _ => None,
         }
     }

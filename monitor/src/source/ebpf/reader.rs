@@ -43,15 +43,23 @@ impl Stats {
     }
 }
 
+/// A new list of watches for the kernel (a reload), and where to say
+/// how many inodes it watches once it holds them.
+pub struct Rewatch {
+    pub watches: Vec<Watch>,
+    pub done: tokio::sync::oneshot::Sender<Result<usize, String>>,
+}
+
 /// Forwards every record about a watched object until the receiver goes
 /// away, keeping the kernel's watch set in step with what the records say
-/// was created, renamed or removed.
+/// was created, renamed or removed, and with the rules (`rewatches`).
 pub async fn read_records(
     ring: RingBuf<MapData>,
     tx: EventSender,
     stats: Arc<Stats>,
     mut watches: KernelWatches,
-    rules: Vec<Watch>,
+    mut rules: Vec<Watch>,
+    mut rewatches: tokio::sync::mpsc::UnboundedReceiver<Rewatch>,
 ) {
     // SAFETY: the ring buffer owns its map descriptor, which stays open and
     // unchanged for as long as the `AsyncFd` owns the ring buffer.
@@ -65,7 +73,17 @@ pub async fn read_records(
     };
     let mut batch = Vec::new();
     loop {
-        let mut guard = match fd.readable_mut().await {
+        let readable = tokio::select! {
+            readable = fd.readable_mut() => readable,
+            Some(Rewatch { watches: new, done }) = rewatches.recv() => {
+                rules = new;
+                let set = WatchSet::resolve(&rules);
+                let inodes = set.keys.len();
+                let _ = done.send(watches.replace(set).map(|()| inodes).map_err(|e| format!("{e:#}")));
+                continue;
+            }
+        };
+        let mut guard = match readable {
             Ok(guard) => guard,
             Err(e) => {
                 tracing::error!("polling the eBPF ring buffer failed: {e}");
