@@ -384,6 +384,43 @@ mod tests {
     }
 
     #[test]
+    fn status_shows_the_backlog_and_the_last_error_until_delivery_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("log");
+        let config = Config {
+            state_dir: dir.path().join("state"),
+            ..Config::default()
+        };
+        let url = format!("syslog+unix://{}?format=json", socket.display());
+        let mut outputs = Outputs::open(std::slice::from_ref(&url), &config).unwrap();
+        outputs.send(&alert(1));
+        // No receiver yet: wait for the delivery thread's first failure.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let failing = loop {
+            let status = outputs.status().remove(0).delivery.unwrap();
+            if status.last_error.is_some() || Instant::now() > deadline {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(failing.delivery_errors >= 1, "{failing:?}");
+        assert!(failing.spool_bytes > 0, "{failing:?}");
+        assert!(failing.oldest_undelivered_secs.is_some(), "{failing:?}");
+        assert!(failing.last_error_at.is_some(), "{failing:?}");
+
+        let receiver = UnixDatagram::bind(&socket).unwrap();
+        assert!(outputs.wait_delivered(Duration::from_secs(10)));
+        let delivered = outputs.status().remove(0);
+        assert_eq!(delivered.output, url);
+        let delivered = delivered.delivery.unwrap();
+        assert_eq!(delivered.oldest_undelivered_secs, None, "{delivered:?}");
+        // The last error stays on show: it tells what happened.
+        assert!(delivered.last_error.is_some());
+        outputs.shutdown_blocking();
+        drop(receiver);
+    }
+
+    #[test]
     fn delivers_in_order_and_a_second_process_gets_its_own_spool() {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("log");
