@@ -130,6 +130,10 @@ async fn run_async(
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
         .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
     let (_control, mut calls) = Control::start(&config.control).await;
+    let mut heartbeat = (config.control.heartbeat_secs > 0).then(|| {
+        let every = std::time::Duration::from_secs(config.control.heartbeat_secs);
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+    });
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),
@@ -162,6 +166,10 @@ async fn run_async(
                 if let Some(posture) = posture.as_mut() {
                     alerts.extend(posture.tick(Instant::now()));
                 }
+            }
+            _ = beat(&mut heartbeat) => {
+                let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
+                pipeline.push(status.heartbeat(), Instant::now(), &mut alerts);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -219,6 +227,15 @@ async fn run_async(
     outputs.shutdown().await;
     tracing::info!("dockwatch stopped");
     Ok(())
+}
+
+async fn beat(heartbeat: &mut Option<tokio::time::Interval>) {
+    match heartbeat {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

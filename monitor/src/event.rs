@@ -88,6 +88,8 @@ actions! {
     /// A reload was refused: the new configuration or rules are broken and
     /// the old ones keep running.
     ReloadRefused = "reload_refused",
+    /// dockwatch's periodic word that it runs, with its counters.
+    Heartbeat = "heartbeat",
 }
 
 impl Action {
@@ -207,6 +209,9 @@ pub enum Detail {
     Dropped { sink: String, count: u64 },
     /// Why a reload was refused (`file:line:col: message`).
     Refused { error: String },
+    /// The counters a heartbeat carries: one JSON object, rendered by the
+    /// status code that owns them.
+    Heartbeat { counters: Box<str> },
 }
 
 /// A baseline check's verdict before and after a change.

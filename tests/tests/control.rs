@@ -445,3 +445,32 @@ fn the_metrics_endpoint_speaks_the_prometheus_text_format() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(events > before, "{text}");
 }
+
+#[test]
+fn a_heartbeat_alert_says_the_daemon_runs_and_carries_its_counters() {
+    let _lock = machine_lock();
+    let files = Files::new(&["kept"]);
+    let kept = files.path("kept");
+    let m = Monitored::start(
+        &rules(&[rule("kept", &kept)]),
+        &config(&socket_in(&files), "heartbeat_secs = 1\n"),
+    );
+    touch(&kept);
+    let counted = |a: &Value| a["dockwatch"]["heartbeat"]["alerts"]["kept"] == 1;
+    let alerts = wait_for_alerts(&m.alerts, Duration::from_secs(10), |a| {
+        a.iter().any(counted)
+    });
+    let beat = alerts
+        .iter()
+        .find(|a| counted(a))
+        .unwrap_or_else(|| panic!("no heartbeat counting the alert: {alerts:#?}"));
+    assert_eq!(beat["rule"]["id"], "dockwatch-heartbeat");
+    assert_eq!(beat["event"]["action"], "heartbeat");
+    assert_eq!(beat["rule"]["severity"], "info");
+    let counters = &beat["dockwatch"]["heartbeat"];
+    assert_eq!(counters["pid"], m.daemon.pid());
+    assert!(
+        counters["sources"][0]["events"].as_u64() >= Some(1),
+        "{beat:#}"
+    );
+}

@@ -30,7 +30,7 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 pub async fn listen(addr: &MetricsAddr, calls: mpsc::Sender<Call>) -> anyhow::Result<Listener> {
     match addr {
         MetricsAddr::Unix(path) => {
-            let (listener, ino) = bind_private(path).await?;
+            let (listener, placed) = bind_private(path).await?;
             tracing::info!(socket = %path.display(), "metrics endpoint listening");
             let task = tokio::spawn(async move {
                 loop {
@@ -39,7 +39,7 @@ pub async fn listen(addr: &MetricsAddr, calls: mpsc::Sender<Call>) -> anyhow::Re
                     }
                 }
             });
-            Ok(Listener::new(task, Some((path.clone(), ino))))
+            Ok(Listener::new(task, Some(placed)))
         }
         MetricsAddr::Tcp(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)

@@ -41,6 +41,9 @@ pub struct ControlConfig {
     /// Prometheus text endpoint: `unix:///PATH` or a loopback `IP:PORT`;
     /// off when absent.
     pub metrics: Option<MetricsAddr>,
+    /// Seconds between heartbeat alerts (`dockwatch-heartbeat`, with the
+    /// status counters); 0 turns them off.
+    pub heartbeat_secs: u64,
 }
 
 impl Default for ControlConfig {
@@ -48,6 +51,7 @@ impl Default for ControlConfig {
         ControlConfig {
             socket: PathBuf::from(DEFAULT_SOCKET),
             metrics: None,
+            heartbeat_secs: 300,
         }
     }
 }

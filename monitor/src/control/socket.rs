@@ -21,17 +21,29 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A listening socket's task, and the socket file it removes at the end.
 pub struct Listener {
     task: tokio::task::JoinHandle<()>,
-    /// (path, inode) of a socket file this daemon created.
-    file: Option<(PathBuf, u64)>,
+    /// The socket file this daemon created.
+    file: Option<Placed>,
+}
+
+/// A socket file placed by [`bind_private`].
+pub struct Placed {
+    path: PathBuf,
+    ino: u64,
+    /// Its directory, when this daemon created that too: removed at the end
+    /// if empty, so a run leaves nothing behind.
+    dir: Option<PathBuf>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
         self.task.abort();
-        if let Some((path, ino)) = &self.file {
+        if let Some(placed) = &self.file {
             // Only our own: another daemon may have replaced it since.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == *ino) {
-                let _ = std::fs::remove_file(path);
+            if std::fs::symlink_metadata(&placed.path).is_ok_and(|m| m.ino() == placed.ino) {
+                let _ = std::fs::remove_file(&placed.path);
+            }
+            if let Some(dir) = &placed.dir {
+                let _ = std::fs::remove_dir(dir);
             }
         }
     }
@@ -39,7 +51,7 @@ impl Drop for Listener {
 
 impl Listener {
     pub async fn control(path: &Path, calls: mpsc::Sender<Call>) -> anyhow::Result<Listener> {
-        let (listener, ino) = bind_private(path).await?;
+        let (listener, placed) = bind_private(path).await?;
         let task = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
@@ -55,11 +67,11 @@ impl Listener {
         });
         Ok(Listener {
             task,
-            file: Some((path.to_path_buf(), ino)),
+            file: Some(placed),
         })
     }
 
-    pub fn new(task: tokio::task::JoinHandle<()>, file: Option<(PathBuf, u64)>) -> Listener {
+    pub fn new(task: tokio::task::JoinHandle<()>, file: Option<Placed>) -> Listener {
         Listener { task, file }
     }
 }
@@ -68,14 +80,15 @@ impl Listener {
 /// a temporary name and renamed into place once its mode is set, so there is
 /// no moment at which it is open to others. A socket a live daemon answers
 /// on is left alone (an error); a stale one is replaced.
-pub async fn bind_private(path: &Path) -> anyhow::Result<(UnixListener, u64)> {
+pub async fn bind_private(path: &Path) -> anyhow::Result<(UnixListener, Placed)> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .with_context(|| format!("{}: not a socket path", path.display()))?;
-    if !dir.exists() {
+    let created = !dir.exists();
+    if created {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     if UnixStream::connect(path).await.is_ok() {
         anyhow::bail!(
@@ -97,7 +110,12 @@ pub async fn bind_private(path: &Path) -> anyhow::Result<(UnixListener, u64)> {
         return Err(anyhow::Error::new(e).context(format!("cannot place {}", path.display())));
     }
     let ino = std::fs::symlink_metadata(path)?.ino();
-    Ok((listener, ino))
+    let placed = Placed {
+        path: path.to_path_buf(),
+        ino,
+        dir: created.then(|| dir.to_path_buf()),
+    };
+    Ok((listener, placed))
 }
 
 /// One connection: check the peer, read its request line, have the event

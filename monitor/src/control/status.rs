@@ -208,6 +208,17 @@ impl Status {
         }
     }
 
+    /// The heartbeat event: the status as its counters.
+    pub fn heartbeat(&self) -> Event {
+        let mut event = Event::new(Source::Monitor, crate::event::Action::Heartbeat);
+        event.detail = Detail::Heartbeat {
+            counters: serde_json::to_string(self)
+                .unwrap_or_else(|_| "{}".to_string())
+                .into(),
+        };
+        event
+    }
+
     /// The short table `dockwatch status` prints.
     pub fn table(&self) -> String {
         let mut out = String::new();

@@ -1,7 +1,8 @@
 //! Alerts dockwatch raises on its own, with no rule behind them: records a
 //! source lost, the audit system being reconfigured or stopped, and a
 //! reload refused (the old rules keep running, which the operator must
-//! learn from the alert stream, not only from the daemon's log). No rule
+//! learn from the alert stream, not only from the daemon's log), and the
+//! heartbeat (a silent monitor and a dead one look alike without it). No rule
 //! file can switch these off, because a monitor that can be blinded without
 //! a trace is worse than none.
 
@@ -16,6 +17,7 @@ pub(super) struct OwnReports {
     tampered: Arc<RuleRef>,
     changed: Arc<RuleRef>,
     reload_refused: Arc<RuleRef>,
+    heartbeat: Arc<RuleRef>,
 }
 
 /// MITRE ATT&CK: Impair Defenses: Disable or Modify Linux Audit System.
@@ -56,6 +58,12 @@ impl OwnReports {
                 Severity::Error,
                 &[],
             ),
+            heartbeat: rule(
+                "dockwatch-heartbeat",
+                "dockwatch is running",
+                Severity::Info,
+                &[],
+            ),
         }
     }
 
@@ -73,6 +81,7 @@ impl OwnReports {
             }
             (Action::AuditConfig, _) => Some(&self.tampered),
             (Action::ReloadRefused, _) => Some(&self.reload_refused),
+            (Action::Heartbeat, _) => Some(&self.heartbeat),
             _ => None,
         }
     }
