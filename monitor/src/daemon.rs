@@ -12,8 +12,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError};
-use crate::control::reload::{self, ReloadPlan, Reloader};
-use crate::control::{Call, Control, Counters, Request, Response, Status};
+use crate::control::reload::{Pending, ReloadPlan, Reloader};
+use crate::control::{Control, Counters, Request, Response, Status};
 use crate::event::Source;
 use crate::outbox::Outputs;
 use crate::pipeline::Pipeline;
@@ -145,10 +145,14 @@ async fn run_async(
     outputs.flush();
 
     let mut alerts = Vec::new();
+    // A reload waiting for the kernel's watch set and the events queued
+    // before it (see `control::reload::Pending`).
+    let mut pending = None;
     loop {
         let deadline = pipeline.next_deadline();
         let posture_deadline = posture.as_ref().map(Posture::next_deadline);
         let mut from_audit = false;
+        let mut reload_asked = None;
         tokio::select! {
             event = rx.recv() => match event {
                 Some(event) => {
@@ -157,7 +161,10 @@ async fn run_async(
                     if let Some(posture) = posture.as_mut() {
                         alerts.extend(posture.on_event(&event));
                     }
-                    pipeline.push(event, Instant::now(), &mut alerts)
+                    pipeline.push(event, Instant::now(), &mut alerts);
+                    if let Some(pending) = pending.as_mut() {
+                        pending.on_event();
+                    }
                 }
                 None => break,
             },
@@ -174,41 +181,46 @@ async fn run_async(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                // logrotate's snippet needs no signal (size rotation is
-                // dockwatch's own), but a SIGHUP still reopens the files.
-                outputs.reopen();
                 tracing::info!("SIGHUP: reloading the configuration and rules");
-                let applied = reloader.reload(&mut config, &mut pipeline, ebpf.as_ref(), &mut counters, &mut alerts);
-                if let Ok((report, kernel)) = applied {
-                    tokio::spawn(reload::finish(report, kernel));
+                reload_asked = Some(None);
+            }
+            Some(call) = calls.recv() => match call.request {
+                Request::Status => {
+                    let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
+                    let _ = call.reply.send(Response { status: Some(Box::new(status)), ..Response::default() });
+                }
+                Request::Reload => reload_asked = Some(Some(call.reply)),
+            },
+            answer = Pending::kernel_answer(&mut pending) => {
+                if let Some(pending) = pending.as_mut() {
+                    pending.kernel_done(answer, rx.len());
                 }
             }
-            Some(call) = calls.recv() => {
-                let Call { request, reply } = call;
-                match request {
-                    Request::Status => {
-                        let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
-                        let _ = reply.send(Response { status: Some(Box::new(status)), ..Response::default() });
-                    }
-                    Request::Reload => {
-                        outputs.reopen();
-                        match reloader.reload(&mut config, &mut pipeline, ebpf.as_ref(), &mut counters, &mut alerts) {
-                            // The kernel's watch set is updated by the eBPF
-                            // reader, which may be waiting for this loop to
-                            // take its events: answer once it is done, from
-                            // a task of its own.
-                            Ok((report, kernel)) => {
-                                tokio::spawn(async move {
-                                    let report = reload::finish(report, kernel).await;
-                                    let _ = reply.send(Response { reload: Some(report), ..Response::default() });
-                                });
-                            }
-                            Err(error) => {
-                                let _ = reply.send(Response::error(error));
-                            }
-                        }
-                    }
+        }
+        if let Some(reply) = reload_asked {
+            // logrotate's snippet needs no signal (size rotation is
+            // dockwatch's own), but a reload still reopens the files.
+            outputs.reopen();
+            if pending.is_some() {
+                tracing::warn!("reload asked for while one is under way; ignored");
+                if let Some(reply) = reply {
+                    let _ = reply.send(Response::error("a reload is under way; ask again"));
                 }
+            } else {
+                pending = reloader.start(
+                    &mut config,
+                    &mut pipeline,
+                    ebpf.as_ref(),
+                    rx.len(),
+                    &mut counters,
+                    &mut alerts,
+                    reply,
+                );
+            }
+        }
+        if pending.as_ref().is_some_and(Pending::ready) {
+            if let Some(ready) = pending.take() {
+                reloader.apply(ready, &mut pipeline, &mut counters);
             }
         }
         for alert in alerts.drain(..) {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::Counters;
+use super::{Counters, Response};
 use crate::alert::Alert;
 use crate::config::{Config, ConfigError};
 use crate::event::{Action, Detail, Event, Source};
@@ -87,6 +87,57 @@ pub struct Reloader {
     pub rules: usize,
 }
 
+/// A checked reload on its way in. The new rules replace the old ones only
+/// once the kernel holds the new watch set and the events queued before
+/// that moment are handled: what happened before the reload is judged by
+/// the old rules, what happens after it by the new, and each event by
+/// exactly one set.
+pub struct Pending {
+    rules: Arc<RuleSet>,
+    report: ReloadReport,
+    kernel: Option<KernelAnswer>,
+    /// Events still to handle with the old rules, counted once the kernel
+    /// has answered.
+    queued: Option<usize>,
+    /// Where `dockwatch reload` waits for the outcome (none for SIGHUP).
+    reply: Option<oneshot::Sender<Response>>,
+}
+
+impl Pending {
+    /// Waits for the kernel's answer; never returns when there is none to
+    /// wait for.
+    pub async fn kernel_answer(pending: &mut Option<Pending>) -> Result<usize, String> {
+        match pending.as_mut().and_then(|p| p.kernel.as_mut()) {
+            Some(answer) => answer
+                .await
+                .unwrap_or_else(|_| Err("the eBPF reader has stopped".to_string())),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The kernel holds the new set; `queued` events were sent before it
+    /// said so.
+    pub fn kernel_done(&mut self, answer: Result<usize, String>, queued: usize) {
+        match answer {
+            Ok(inodes) => self.report.watched_inodes = Some(inodes),
+            Err(e) => tracing::error!("reload: cannot update the kernel's watch set: {e}"),
+        }
+        self.kernel = None;
+        self.queued = Some(queued);
+    }
+
+    /// One event handled (with the old rules).
+    pub fn on_event(&mut self) {
+        if let Some(n) = &mut self.queued {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        self.queued == Some(0)
+    }
+}
+
 impl Reloader {
     pub fn new(plan: ReloadPlan, posture_watches: Vec<Watch>, rules: usize) -> Reloader {
         Reloader {
@@ -96,22 +147,24 @@ impl Reloader {
         }
     }
 
-    /// Reads everything again and, when it is all good, swaps the rules in
-    /// `pipeline` and hands the new watches to the eBPF source (whose answer
-    /// [`finish`] waits for). A broken file refuses the reload: logged,
-    /// raised as a `dockwatch-reload-refused` alert into `alerts`, and
-    /// returned (`file:line:col: …`); nothing changes.
-    ///
-    /// Called by the loop that owns `pipeline`, between two events, so every
-    /// event meets exactly one rule set.
-    pub fn reload(
+    /// Reads everything again and, when it is all good, hands the new
+    /// watches to the eBPF source and returns the reload to finish with
+    /// [`Reloader::apply`] (see [`Pending`]); `queued` is the number of
+    /// events waiting now, for when there is no kernel to wait for. A
+    /// broken file refuses the reload: logged, raised as a
+    /// `dockwatch-reload-refused` alert into `alerts`, and answered to
+    /// `reply` (`file:line:col: …`); nothing changes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
         &mut self,
         running: &mut Config,
         pipeline: &mut Pipeline,
         ebpf: Option<&EbpfSource>,
+        queued: usize,
         counters: &mut Counters,
         alerts: &mut Vec<Alert>,
-    ) -> Result<(ReloadReport, Option<KernelAnswer>), String> {
+        reply: Option<oneshot::Sender<Response>>,
+    ) -> Option<Pending> {
         let prepared = match self.plan.prepare(running) {
             Ok(prepared) => prepared,
             Err(e) => {
@@ -126,7 +179,10 @@ impl Reloader {
                     error: error.clone(),
                 };
                 pipeline.push(event, Instant::now(), alerts);
-                return Err(error);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Response::error(error));
+                }
+                return None;
             }
         };
         for key in &prepared.needs_restart {
@@ -137,18 +193,10 @@ impl Reloader {
         let rules = Arc::new(prepared.rules);
         let mut watches = rules.watches();
         watches.extend(self.posture_watches.iter().cloned());
-        self.rules = rules.len();
-        pipeline.set_rules(rules);
         running.rules = prepared.config.rules;
         let kernel = ebpf.map(|source| source.rewatch(watches));
-        counters.reloads_applied += 1;
-        counters.last_reload = Some(format!(
-            "applied: {} rules from {}",
-            self.rules,
-            prepared.rules_dir.display()
-        ));
         let report = ReloadReport {
-            rules: self.rules,
+            rules: rules.len(),
             rules_dir: prepared.rules_dir.display().to_string(),
             watched_inodes: None,
             needs_restart: prepared
@@ -157,26 +205,44 @@ impl Reloader {
                 .map(|k| k.to_string())
                 .collect(),
         };
-        Ok((report, kernel))
+        Some(Pending {
+            rules,
+            report,
+            queued: kernel.is_none().then_some(queued),
+            kernel,
+            reply,
+        })
     }
-}
 
-/// Waits until the kernel holds the new watch set, then logs the reload.
-pub async fn finish(mut report: ReloadReport, kernel: Option<KernelAnswer>) -> ReloadReport {
-    if let Some(answer) = kernel {
-        match answer.await {
-            Ok(Ok(inodes)) => report.watched_inodes = Some(inodes),
-            Ok(Err(e)) => tracing::error!("reload: {e}"),
-            Err(_) => tracing::error!("reload: the eBPF reader has stopped"),
+    /// Swaps the rules of a [`Pending::ready`] reload in, between two
+    /// events, and answers whoever asked.
+    pub fn apply(&mut self, pending: Pending, pipeline: &mut Pipeline, counters: &mut Counters) {
+        let Pending {
+            rules,
+            report,
+            reply,
+            ..
+        } = pending;
+        self.rules = rules.len();
+        pipeline.set_rules(rules);
+        counters.reloads_applied += 1;
+        counters.last_reload = Some(format!(
+            "applied: {} rules from {}",
+            report.rules, report.rules_dir
+        ));
+        tracing::info!(
+            rules = report.rules,
+            rules_dir = report.rules_dir.as_str(),
+            watched_inodes = report.watched_inodes,
+            "reload applied"
+        );
+        if let Some(reply) = reply {
+            let _ = reply.send(Response {
+                reload: Some(report),
+                ..Response::default()
+            });
         }
     }
-    tracing::info!(
-        rules = report.rules,
-        rules_dir = report.rules_dir.as_str(),
-        watched_inodes = report.watched_inodes,
-        "reload applied"
-    );
-    report
 }
 
 /// The keys (top-level settings and sections) that differ, except those a

@@ -76,10 +76,24 @@ pub async fn read_records(
         let readable = tokio::select! {
             readable = fd.readable_mut() => readable,
             Some(Rewatch { watches: new, done }) = rewatches.recv() => {
+                // What the kernel reported under the old set goes out
+                // before the answer, so the daemon, which swaps the rules
+                // once every event sent before the answer is handled,
+                // judges it by the old rules. (The new set is resolved
+                // below, whatever these records changed.)
+                take_records(fd.get_mut(), watches.current(), &stats, &mut batch);
+                if !send_all(&tx, &mut batch).await {
+                    return;
+                }
                 rules = new;
                 let set = WatchSet::resolve(&rules);
                 let inodes = set.keys.len();
-                let _ = done.send(watches.replace(set).map(|()| inodes).map_err(|e| format!("{e:#}")));
+                let _ = done.send(
+                    watches
+                        .replace(set)
+                        .map(|()| inodes)
+                        .map_err(|e| format!("{e:#}")),
+                );
                 continue;
             }
         };
@@ -90,20 +104,7 @@ pub async fn read_records(
                 return;
             }
         };
-        let ring = guard.get_inner_mut();
-        let mut structural = false;
-        while let Some(item) = ring.next() {
-            let Some(mut event) = decode_item(&item) else {
-                continue;
-            };
-            structural |= is_structural(&event);
-            if keep_watched(&mut event, watches.current()) {
-                decode::add_command_line(&mut event.process);
-                batch.push(event);
-            } else {
-                stats.filtered.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let structural = take_records(guard.get_inner_mut(), watches.current(), &stats, &mut batch);
         guard.clear_ready();
         if structural {
             let set = WatchSet::resolve(&rules);
@@ -111,15 +112,48 @@ pub async fn read_records(
                 tracing::error!("{e:#}");
             }
         }
-        stats
-            .received
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for event in batch.drain(..) {
-            if tx.send(event).await.is_err() {
-                return;
-            }
+        if !send_all(&tx, &mut batch).await {
+            return;
         }
     }
+}
+
+/// Moves the records in the ring into `batch` as events, those about
+/// watched objects only; returns whether any can change what the watch
+/// paths name.
+fn take_records(
+    ring: &mut RingBuf<MapData>,
+    set: &WatchSet,
+    stats: &Stats,
+    batch: &mut Vec<Event>,
+) -> bool {
+    let mut structural = false;
+    while let Some(item) = ring.next() {
+        let Some(mut event) = decode_item(&item) else {
+            continue;
+        };
+        structural |= is_structural(&event);
+        if keep_watched(&mut event, set) {
+            decode::add_command_line(&mut event.process);
+            batch.push(event);
+        } else {
+            stats.filtered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    stats
+        .received
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    structural
+}
+
+/// Sends `batch`; false once the receiver has gone away.
+async fn send_all(tx: &EventSender, batch: &mut Vec<Event>) -> bool {
+    for event in batch.drain(..) {
+        if tx.send(event).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Events that can change which inode a watched path names: the actions
