@@ -474,3 +474,44 @@ fn a_heartbeat_alert_says_the_daemon_runs_and_carries_its_counters() {
         "{beat:#}"
     );
 }
+
+#[test]
+fn status_shows_the_audit_source_and_where_its_checkpoint_stands() {
+    let _lock = machine_lock();
+    let files = Files::new(&["kept"]);
+    let kept = files.path("kept");
+    let watch = format!("-w {} -p wa -k kept", kept.display());
+    let auditd = dockwatch_tests::auditd::Auditd::start("ENRICHED", &[&watch]);
+    let checkpoint = files.dir.path().join("audit.checkpoint");
+    let m = Monitored::start(
+        &rules(&[rule("kept", &kept)]),
+        &format!(
+            "[posture]\nenabled = false\n[sources.ebpf]\nenabled = false\n\
+             [sources.audit]\nlog = {:?}\ncheckpoint = {:?}\n[control]\nsocket = {:?}\n",
+            auditd.log_path(),
+            checkpoint,
+            socket_in(&files)
+        ),
+    );
+    touch(&kept);
+    wait_for_alerts(&m.alerts, Duration::from_secs(10), |a| count(a, &kept) == 1);
+    // The checkpoint is written shortly after the alert is out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let s = status(&m);
+        if !s["audit_checkpoint"]["offset"].is_null() || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["sources"][0]["name"], "audit", "{status:#}");
+    assert!(
+        status["sources"][0]["events"].as_u64() >= Some(1),
+        "{status:#}"
+    );
+    let cp = &status["audit_checkpoint"];
+    assert_eq!(cp["path"], checkpoint.to_str().unwrap(), "{status:#}");
+    assert_eq!(cp["log"], auditd.log_path().to_str().unwrap(), "{status:#}");
+    assert!(cp["offset"].as_u64() > Some(0), "{status:#}");
+    drop(m);
+}

@@ -90,6 +90,14 @@ pub async fn bind_private(path: &Path) -> anyhow::Result<(UnixListener, Placed)>
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+            anyhow::bail!(
+                "{}: exists and is not a socket; remove it or choose another [control] path",
+                path.display()
+            );
+        }
+    }
     if UnixStream::connect(path).await.is_ok() {
         anyhow::bail!(
             "{}: another dockwatch is answering on it; give this one its own [control] socket",

@@ -87,6 +87,9 @@ pub async fn read_records(
                 }
                 rules = new;
                 let set = WatchSet::resolve(&rules);
+                for (path, why) in &set.rejected {
+                    tracing::error!(path = %path.display(), "watch ignored: {why}");
+                }
                 let inodes = set.keys.len();
                 let _ = done.send(
                     watches
