@@ -515,3 +515,47 @@ fn status_shows_the_audit_source_and_where_its_checkpoint_stands() {
     assert!(cp["offset"].as_u64() > Some(0), "{status:#}");
     drop(m);
 }
+
+#[test]
+fn sighup_reloads_too_and_changes_that_need_a_restart_are_named() {
+    let _lock = machine_lock();
+    let files = Files::new(&["kept", "added"]);
+    let (kept, added) = (files.path("kept"), files.path("added"));
+    let mut m = Monitored::start(
+        &rules(&[rule("kept", &kept)]),
+        &config(&socket_in(&files), ""),
+    );
+    let config_file = m.dir().join("config.toml");
+    let mut text = std::fs::read_to_string(&config_file).unwrap();
+    text.push_str("[outbox]\nshutdown_timeout_ms = 1000\n");
+    std::fs::write(&config_file, text).unwrap();
+    std::fs::write(
+        m.dir().join("rules/rules.yaml"),
+        rules(&[rule("kept", &kept), rule("added", &added)]),
+    )
+    .unwrap();
+    m.daemon.signal(libc::SIGHUP);
+    m.daemon
+        .wait_for_log("reload applied", Duration::from_secs(10));
+    assert!(
+        m.daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("[outbox] changed in the configuration and needs a restart")),
+        "{:#?}",
+        m.daemon.log()
+    );
+    touch(&added);
+    let alerts = wait_for_alerts(&m.alerts, Duration::from_secs(10), |a| {
+        count(a, &added) == 1
+    });
+    assert_eq!(count(&alerts, &added), 1, "{alerts:#?}");
+    assert_eq!(status(&m)["reloads"]["applied"], 1);
+
+    let (code, stdout, stderr) = ask(&m, &["reload"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("not applied: [outbox] changed and needs a restart"),
+        "{stdout}"
+    );
+}

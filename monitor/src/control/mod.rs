@@ -12,6 +12,10 @@
 //! name, then renamed, so it is never reachable with looser permissions),
 //! and a peer whose `SO_PEERCRED` uid is not 0 is refused even if someone
 //! loosened the mode. One JSON request line, one JSON response line.
+//!
+//! The same status goes out as a `dockwatch-heartbeat` alert every
+//! `heartbeat_secs`, so the collector can tell a quiet host from a dead
+//! monitor without asking each host.
 
 mod client;
 mod metrics;
