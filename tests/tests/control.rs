@@ -3,9 +3,11 @@
 //! writes running through it, none lost or doubled; a broken rule file or
 //! configuration is refused with file:line:col and an alert while the old
 //! rules keep firing; `dockwatch status --json` answers with counters that
-//! move; the Prometheus endpoint's text follows the text-format rules.
-//! Real daemon, real eBPF probes (the syscall hooks: one event per open for
-//! write, so writes can be counted exactly). Root and the machine lock.
+//! move, with the audit checkpoint when audit runs; the Prometheus
+//! endpoint's text follows the text-format rules; a heartbeat alert carries
+//! the counters; SIGHUP reloads like `dockwatch reload`. Real daemon, real
+//! eBPF probes (the syscall hooks: one event per open for write, so writes
+//! can be counted exactly), real auditd. Root and the machine lock.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -557,5 +559,18 @@ fn sighup_reloads_too_and_changes_that_need_a_restart_are_named() {
     assert!(
         stdout.contains("not applied: [outbox] changed and needs a restart"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn a_metrics_address_off_this_host_is_refused_at_start_with_its_location() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, "[control]\nmetrics = \"0.0.0.0:9187\"\n").unwrap();
+    let (code, _, stderr) = run_cli(["run".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:2:11: ", config.display())) && stderr.contains("loopback"),
+        "{stderr}"
     );
 }
