@@ -370,6 +370,16 @@ fn write_detail(out: &mut Vec<u8>, detail: &Detail) {
             json_str(out, sink.as_bytes());
             out.extend_from_slice(b"}}");
         }
+        Detail::Heartbeat { counters } => {
+            out.extend_from_slice(b",\"dockwatch\":{\"heartbeat\":");
+            out.extend_from_slice(counters.as_bytes());
+            out.push(b'}');
+        }
+        Detail::Refused { error } => {
+            out.extend_from_slice(b",\"dockwatch\":{\"reload\":{\"refused\":");
+            json_str(out, error.as_bytes());
+            out.extend_from_slice(b"}}");
+        }
         Detail::AuditConfig { op, text } => {
             out.extend_from_slice(b",\"audit\":{\"op\":");
             json_str(out, op.as_bytes());

@@ -1,6 +1,8 @@
 //! Wiring of the stages for `run` (live sources) and `replay` (archived
 //! logs): sources → one channel → pipeline → outputs. The stages themselves
-//! live in their own modules; this one only starts, connects and stops them.
+//! live in their own modules; this one only starts, connects and stops them,
+//! and has the event loop answer the control socket between two events
+//! (status, reload: see `control`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +12,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError};
+use crate::control::reload::{Pending, ReloadPlan, Reloader};
+use crate::control::{Control, Counters, Request, Response, Status};
+use crate::event::Source;
 use crate::outbox::Outputs;
 use crate::pipeline::Pipeline;
 use crate::posture::Posture;
@@ -24,7 +29,7 @@ use crate::source::mounts::MountsSource;
 const EVENT_QUEUE: usize = 16 * 1024;
 
 /// `dockwatch run`.
-pub fn run(config: Config, rules_dir: PathBuf, output_flags: Vec<String>) -> anyhow::Result<()> {
+pub fn run(config: Config, plan: ReloadPlan, output_flags: Vec<String>) -> anyhow::Result<()> {
     let mut wanted = Vec::new();
     if config.sources.ebpf.enabled {
         wanted.push((Capability::Bpf, "loading the eBPF probes"));
@@ -37,14 +42,14 @@ pub fn run(config: Config, rules_dir: PathBuf, output_flags: Vec<String>) -> any
     }
     privilege::require(&wanted)?;
 
-    let rules = Arc::new(RuleSet::load_dir(&rules_dir)?);
+    let rules = Arc::new(RuleSet::load_dir(&plan.rules_dir)?);
     let urls = pick_outputs(output_flags, &config);
     let outputs = Outputs::open(&urls, &config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run_async(config, rules, outputs))
+    runtime.block_on(run_async(config, plan, rules, outputs))
 }
 
 fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
@@ -58,7 +63,8 @@ fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
 }
 
 async fn run_async(
-    config: Config,
+    mut config: Config,
+    plan: ReloadPlan,
     rules: Arc<RuleSet>,
     mut outputs: Outputs,
 ) -> anyhow::Result<()> {
@@ -68,6 +74,7 @@ async fn run_async(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut counters = Counters::new();
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let host: Arc<str> = config.host_name().into();
     let (mut posture, posture_findings) = if config.posture.enabled {
@@ -76,12 +83,13 @@ async fn run_async(
     } else {
         (None, Vec::new())
     };
+    let posture_watches: Vec<_> = posture.iter().flat_map(Posture::watches).collect();
     let mut watches = rules.watches();
-    watches.extend(posture.iter().flat_map(Posture::watches));
+    watches.extend(posture_watches.iter().cloned());
 
     let mut started = Vec::new();
-    // Held, not read: dropping a source stops it.
-    let _ebpf = if config.sources.ebpf.enabled {
+    // Dropping a source stops it.
+    let ebpf = if config.sources.ebpf.enabled {
         match EbpfSource::start(&config.sources.ebpf, &watches, tx.clone()).await {
             Ok(source) => {
                 started.push("ebpf");
@@ -131,8 +139,14 @@ async fn run_async(
         .into());
     }
 
+    let mut reloader = Reloader::new(plan, posture_watches, rules.len());
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
         .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
+    let (_control, mut calls) = Control::start(&config.control).await;
+    let mut heartbeat = (config.control.heartbeat_secs > 0).then(|| {
+        let every = std::time::Duration::from_secs(config.control.heartbeat_secs);
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+    });
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),
@@ -144,18 +158,29 @@ async fn run_async(
     outputs.flush();
 
     let mut alerts = Vec::new();
+    // A reload waiting for the kernel's watch set and the events queued
+    // before it (see `control::reload::Pending`).
+    let mut pending = None;
     loop {
         let deadline = pipeline.next_deadline();
         let posture_deadline = posture.as_ref().map(Posture::next_deadline);
         let mut from_audit = false;
+        let mut reload_asked = None;
         tokio::select! {
             event = rx.recv() => match event {
                 Some(event) => {
-                    from_audit = event.source == crate::event::Source::Audit;
+                    from_audit = event.source == Source::Audit;
+                    if let (Source::Mounts, Some(ebpf)) = (event.source, ebpf.as_ref()) {
+                        ebpf.follow_mounts();
+                    }
+                    counters.on_event(&event);
                     if let Some(posture) = posture.as_mut() {
                         alerts.extend(posture.on_event(&event));
                     }
-                    pipeline.push(event, Instant::now(), &mut alerts)
+                    pipeline.push(event, Instant::now(), &mut alerts);
+                    if let Some(pending) = pending.as_mut() {
+                        pending.on_event();
+                    }
                 }
                 None => break,
             },
@@ -165,11 +190,57 @@ async fn run_async(
                     alerts.extend(posture.tick(Instant::now()));
                 }
             }
+            _ = beat(&mut heartbeat) => {
+                let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
+                pipeline.push(status.heartbeat(), Instant::now(), &mut alerts);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => outputs.reopen(),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration and rules");
+                reload_asked = Some(None);
+            }
+            Some(call) = calls.recv() => match call.request {
+                Request::Status => {
+                    let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
+                    let _ = call.reply.send(Response { status: Some(Box::new(status)), ..Response::default() });
+                }
+                Request::Reload => reload_asked = Some(Some(call.reply)),
+            },
+            answer = Pending::kernel_answer(&mut pending) => {
+                if let Some(pending) = pending.as_mut() {
+                    pending.kernel_done(answer, rx.len());
+                }
+            }
+        }
+        if let Some(reply) = reload_asked {
+            // logrotate's snippet needs no signal (size rotation is
+            // dockwatch's own), but a reload still reopens the files.
+            outputs.reopen();
+            if pending.is_some() {
+                tracing::warn!("reload asked for while one is under way; ignored");
+                if let Some(reply) = reply {
+                    let _ = reply.send(Response::error("a reload is under way; ask again"));
+                }
+            } else {
+                pending = reloader.start(
+                    &mut config,
+                    &mut pipeline,
+                    ebpf.as_ref(),
+                    rx.len(),
+                    &mut counters,
+                    &mut alerts,
+                    reply,
+                );
+            }
+        }
+        if pending.as_ref().is_some_and(Pending::ready) {
+            if let Some(ready) = pending.take() {
+                reloader.apply(ready, &mut pipeline, &mut counters);
+            }
         }
         for alert in alerts.drain(..) {
+            counters.on_alert(&alert);
             outputs.send(&alert);
         }
         outputs.flush();
@@ -184,6 +255,15 @@ async fn run_async(
     outputs.shutdown().await;
     tracing::info!("dockwatch stopped");
     Ok(())
+}
+
+async fn beat(heartbeat: &mut Option<tokio::time::Interval>) {
+    match heartbeat {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

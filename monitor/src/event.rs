@@ -90,6 +90,11 @@ actions! {
     AlertsDropped = "alerts_dropped",
     /// A mount appeared, went, moved or changed over a watched path.
     Mount = "mount",
+    /// A reload was refused: the new configuration or rules are broken and
+    /// the old ones keep running.
+    ReloadRefused = "reload_refused",
+    /// dockwatch's periodic word that it runs, with its counters.
+    Heartbeat = "heartbeat",
 }
 
 impl Action {
@@ -209,6 +214,11 @@ pub enum Detail {
     Dropped { sink: String, count: u64 },
     /// A mount table change over watched paths. Boxed like `Posture`.
     Mount(Box<MountChange>),
+    /// Why a reload was refused (`file:line:col: message`).
+    Refused { error: String },
+    /// The counters a heartbeat carries: one JSON object, rendered by the
+    /// status code that owns them.
+    Heartbeat { counters: Box<str> },
 }
 
 /// One change of the mount table and the watched paths it affects.

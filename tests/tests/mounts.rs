@@ -1,7 +1,8 @@
 //! Mounts over watched paths: a bind mount over a watched binary, a tmpfs
 //! over a watched directory, a remount and the unmounts are alerts of the
 //! built-in `watched-path-mounted-over` rule, naming the mount and what it
-//! covers; a mount over an unwatched directory in the same run is not.
+//! covers, and the file watch follows what the mount shows; a mount over
+//! an unwatched directory in the same run is not.
 //! Real mounts in the host's mount table: root and the machine lock.
 
 use std::path::PathBuf;
@@ -141,6 +142,20 @@ fn mounts_over_watched_paths_alert_and_others_do_not() {
     let decoy = tree.text("decoy/runc");
     tree.mount(&["--bind", &decoy], "usr/bin/runc");
     reported(1);
+    // The watch follows the object now shown under the name: a write to
+    // the decoy, by its own name, changes what the engine would run as
+    // runc. The kernel's watch set is updated just after the mount alert,
+    // so the write is repeated until it is seen (it never is without
+    // following: the decoy's own path is not watched).
+    let decoy_path = tree.path("decoy/runc");
+    let followed = (0..300).any(|_| {
+        std::fs::write(&decoy_path, "#!/bin/sh\n# not runc either\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        read_alerts(&alerts_file)
+            .iter()
+            .any(|a| a["rule"]["id"] == "runc-changed")
+    });
+    assert!(followed, "no write alert through the bind mount");
     tree.mount(&["-o", "remount,bind,ro"], "usr/bin/runc");
     reported(2);
     tree.umount("usr/bin/runc");

@@ -95,6 +95,13 @@ impl Pipeline {
         self
     }
 
+    /// Replaces the rule set (a reload). Called between two events by the
+    /// loop that owns the pipeline, so each event meets exactly one set;
+    /// alerts held for correlation or flood control keep their rule.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
     /// Feeds one event; alerts ready now are appended to `out`.
     pub fn push(&mut self, event: Event, now: Instant, out: &mut Vec<Alert>) {
         if let Some(rule) = self.own.rule_for(&event) {

@@ -1,7 +1,10 @@
 //! Alerts dockwatch raises on its own, with no rule behind them: records a
-//! source lost, the audit system being reconfigured or stopped, and mounts
-//! over watched paths. No rule file can switch these off, because a monitor
-//! that can be blinded without a trace is worse than none.
+//! source lost, the audit system being reconfigured or stopped, mounts over
+//! watched paths, a reload refused (the old rules keep running, which the
+//! operator must learn from the alert stream, not only from the daemon's
+//! log), and the heartbeat (a silent monitor and a dead one look alike
+//! without it). No rule file can switch these off, because a monitor that
+//! can be blinded without a trace is worse than none.
 
 use std::sync::Arc;
 
@@ -14,6 +17,8 @@ pub(super) struct OwnReports {
     tampered: Arc<RuleRef>,
     changed: Arc<RuleRef>,
     mounted: Arc<RuleRef>,
+    reload_refused: Arc<RuleRef>,
+    heartbeat: Arc<RuleRef>,
 }
 
 /// MITRE ATT&CK: Impair Defenses: Disable or Modify Linux Audit System.
@@ -57,6 +62,18 @@ impl OwnReports {
                 Severity::Critical,
                 &[ATTACK_HIDE],
             ),
+            reload_refused: rule(
+                "dockwatch-reload-refused",
+                "Reload refused: the new configuration or rules are broken; the old ones keep running",
+                Severity::Error,
+                &[],
+            ),
+            heartbeat: rule(
+                "dockwatch-heartbeat",
+                "dockwatch is running",
+                Severity::Info,
+                &[],
+            ),
         }
     }
 
@@ -74,6 +91,8 @@ impl OwnReports {
             }
             (Action::AuditConfig, _) => Some(&self.tampered),
             (Action::Mount, _) => Some(&self.mounted),
+            (Action::ReloadRefused, _) => Some(&self.reload_refused),
+            (Action::Heartbeat, _) => Some(&self.heartbeat),
             _ => None,
         }
     }
