@@ -117,8 +117,7 @@ async fn run_async(
     } else {
         None
     };
-    // Held, not read: dropping it stops it.
-    let _mounts = if config.sources.mounts.enabled {
+    let mounts = if config.sources.mounts.enabled {
         match MountsSource::start(&config.sources.mounts, &watches, tx.clone()) {
             Ok(source) => Some(source),
             Err(e) => {
@@ -236,7 +235,10 @@ async fn run_async(
         }
         if pending.as_ref().is_some_and(Pending::ready) {
             if let Some(ready) = pending.take() {
-                reloader.apply(ready, &mut pipeline, &mut counters);
+                let watches = reloader.apply(ready, &mut pipeline, &mut counters);
+                if let Some(mounts) = &mounts {
+                    mounts.rewatch(&watches);
+                }
             }
         }
         for alert in alerts.drain(..) {

@@ -216,13 +216,22 @@ impl Reloader {
 
     /// Swaps the rules of a [`Pending::ready`] reload in, between two
     /// events, and answers whoever asked.
-    pub fn apply(&mut self, pending: Pending, pipeline: &mut Pipeline, counters: &mut Counters) {
+    /// Swaps the rules in; returns the watches they and posture want, for
+    /// the sources that follow paths without a kernel map.
+    pub fn apply(
+        &mut self,
+        pending: Pending,
+        pipeline: &mut Pipeline,
+        counters: &mut Counters,
+    ) -> Vec<Watch> {
         let Pending {
             rules,
             report,
             reply,
             ..
         } = pending;
+        let mut watches = rules.watches();
+        watches.extend(self.posture_watches.iter().cloned());
         self.rules = rules.len();
         pipeline.set_rules(rules);
         counters.reloads_applied += 1;
@@ -242,6 +251,7 @@ impl Reloader {
                 ..Response::default()
             });
         }
+        watches
     }
 }
 

@@ -59,6 +59,8 @@ impl Default for MountsConfig {
 /// A running mount watcher; dropping it stops it.
 pub struct MountsSource {
     task: tokio::task::JoinHandle<()>,
+    /// The watched paths, replaced on reload.
+    watched: tokio::sync::watch::Sender<Vec<Vec<u8>>>,
 }
 
 impl Drop for MountsSource {
@@ -82,26 +84,36 @@ impl MountsSource {
         // SAFETY: the File owns its descriptor for as long as the AsyncFd
         // holds it; `follow` only reads and seeks through it.
         let fd = unsafe { AsyncFd::register_with_interest(file, Interest::PRIORITY) }?;
-        let mut watched: Vec<Vec<u8>> = watches
-            .iter()
-            .map(|w| w.path.as_os_str().as_encoded_bytes().to_vec())
-            .collect();
-        watched.sort();
-        watched.dedup();
+        let (watched, paths) = tokio::sync::watch::channel(watched_paths(watches));
         tracing::info!(
             table = %config.table.display(),
             mounts = table.len(),
             "following mount table changes"
         );
-        let task = tokio::spawn(follow(fd, table, watched, tx));
-        Ok(MountsSource { task })
+        let task = tokio::spawn(follow(fd, table, paths, tx));
+        Ok(MountsSource { task, watched })
     }
+
+    /// Follows mounts over these watches from the next change on.
+    pub fn rewatch(&self, watches: &[Watch]) {
+        self.watched.send_replace(watched_paths(watches));
+    }
+}
+
+fn watched_paths(watches: &[Watch]) -> Vec<Vec<u8>> {
+    let mut paths: Vec<Vec<u8>> = watches
+        .iter()
+        .map(|w| w.path.as_os_str().as_bytes().to_vec())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 async fn follow(
     mut fd: AsyncFd<std::fs::File>,
     mut table: HashMap<u64, Mount>,
-    watched: Vec<Vec<u8>>,
+    watched: tokio::sync::watch::Receiver<Vec<Vec<u8>>>,
     tx: EventSender,
 ) {
     loop {
@@ -119,12 +131,18 @@ async fn follow(
                 continue;
             }
         };
-        for (op, mount) in changes(&table, &now) {
-            let covers = covered(&mount.point, &watched);
-            if covers.is_empty() {
-                continue;
-            }
-            if tx.send(event(op, mount, covers)).await.is_err() {
+        let events: Vec<Event> = {
+            let watched = watched.borrow();
+            changes(&table, &now)
+                .into_iter()
+                .filter_map(|(op, mount)| {
+                    let covers = covered(&mount.point, &watched);
+                    (!covers.is_empty()).then(|| event(op, mount, covers))
+                })
+                .collect()
+        };
+        for event in events {
+            if tx.send(event).await.is_err() {
                 return;
             }
         }
