@@ -4,6 +4,7 @@
 //! and has the event loop answer the control socket between two events
 //! (status, reload: see `control`).
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,12 +15,12 @@ use tokio::sync::mpsc;
 use crate::config::{Config, ConfigError};
 use crate::control::reload::{Pending, ReloadPlan, Reloader};
 use crate::control::{Control, Counters, Request, Response, Status};
-use crate::event::Source;
+use crate::event::{Action, Source};
 use crate::outbox::Outputs;
 use crate::pipeline::Pipeline;
 use crate::posture::Posture;
 use crate::privilege::{self, Capability};
-use crate::rules::RuleSet;
+use crate::rules::{RuleSet, Watch};
 use crate::source::audit::{AuditMode, AuditSource};
 use crate::source::ebpf::EbpfSource;
 use crate::source::mounts::MountsSource;
@@ -83,9 +84,20 @@ async fn run_async(
     } else {
         (None, Vec::new())
     };
-    let posture_watches: Vec<_> = posture.iter().flat_map(Posture::watches).collect();
+    let guarded = own_files(&plan);
+    let mut standing_watches: Vec<_> = posture.iter().flat_map(Posture::watches).collect();
+    standing_watches.extend(guarded.iter().map(|path| {
+        Watch {
+            path: path.clone(),
+            actions: Action::WRITE_CLASS
+                .iter()
+                .chain(Action::ATTR_CLASS)
+                .fold(0, |bits, a| bits | a.bit()),
+            key: "dockwatch-self-modified".to_string(),
+        }
+    }));
     let mut watches = rules.watches();
-    watches.extend(posture_watches.iter().cloned());
+    watches.extend(standing_watches.iter().cloned());
 
     let mut started = Vec::new();
     // Dropping a source stops it.
@@ -138,9 +150,15 @@ async fn run_async(
         .into());
     }
 
-    let mut reloader = Reloader::new(plan, posture_watches, rules.len());
+    let mut reloader = Reloader::new(plan, standing_watches, rules.len());
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
-        .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
+        .correlating(started.contains(&"ebpf") && started.contains(&"audit"))
+        .guarding(
+            guarded
+                .iter()
+                .map(|p| p.as_os_str().as_bytes().to_vec())
+                .collect(),
+        );
     let (_control, mut calls) = Control::start(&config.control).await;
     let mut heartbeat = (config.control.heartbeat_secs > 0).then(|| {
         let every = std::time::Duration::from_secs(config.control.heartbeat_secs);
@@ -266,6 +284,27 @@ async fn beat(heartbeat: &mut Option<tokio::time::Interval>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// dockwatch's own binary, configuration file and rules directory: what
+/// an attacker edits to blind it. The state directory is left out: the
+/// daemon writes its spools there itself, and every such write would come
+/// back through the probes.
+fn own_files(plan: &ReloadPlan) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    match std::env::current_exe() {
+        Ok(exe) => paths.push(exe),
+        Err(e) => tracing::warn!("cannot tell which binary runs ({e}); it is not guarded"),
+    }
+    let config = plan
+        .config_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
+    if config.exists() {
+        paths.push(config);
+    }
+    paths.push(plan.rules_dir.clone());
+    paths
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -82,7 +82,9 @@ pub type KernelAnswer = oneshot::Receiver<Result<usize, String>>;
 /// keeps (the posture checks' watches, which no rule file names).
 pub struct Reloader {
     plan: ReloadPlan,
-    posture_watches: Vec<Watch>,
+    /// Watches that come from no rule file: posture's inputs and dockwatch's
+    /// own files. A reload keeps them.
+    standing_watches: Vec<Watch>,
     /// Rules loaded now.
     pub rules: usize,
 }
@@ -139,10 +141,10 @@ impl Pending {
 }
 
 impl Reloader {
-    pub fn new(plan: ReloadPlan, posture_watches: Vec<Watch>, rules: usize) -> Reloader {
+    pub fn new(plan: ReloadPlan, standing_watches: Vec<Watch>, rules: usize) -> Reloader {
         Reloader {
             plan,
-            posture_watches,
+            standing_watches,
             rules,
         }
     }
@@ -192,7 +194,7 @@ impl Reloader {
         }
         let rules = Arc::new(prepared.rules);
         let mut watches = rules.watches();
-        watches.extend(self.posture_watches.iter().cloned());
+        watches.extend(self.standing_watches.iter().cloned());
         running.rules = prepared.config.rules;
         let kernel = ebpf.map(|source| source.rewatch(watches));
         let report = ReloadReport {
@@ -231,7 +233,7 @@ impl Reloader {
             ..
         } = pending;
         let mut watches = rules.watches();
-        watches.extend(self.posture_watches.iter().cloned());
+        watches.extend(self.standing_watches.iter().cloned());
         self.rules = rules.len();
         pipeline.set_rules(rules);
         counters.reloads_applied += 1;

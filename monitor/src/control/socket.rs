@@ -185,7 +185,13 @@ pub fn ask(path: &Path, request: Request, timeout: Duration) -> Result<Response,
         stream.set_write_timeout(Some(timeout))?;
         let mut line = serde_json::to_vec(&request)?;
         line.push(b'\n');
-        stream.write_all(&line)?;
+        // A daemon that refuses the peer answers at once and closes, maybe
+        // before the request is written: the refusal is still there to read.
+        if let Err(e) = stream.write_all(&line) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(e.into());
+            }
+        }
         let mut answer = String::new();
         BufReader::new(&stream)
             .read_line(&mut answer)

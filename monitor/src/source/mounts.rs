@@ -23,10 +23,9 @@
 //! `/run/docker`) are not reported: they are the engine at work.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::io::{Read, Seek};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -36,7 +35,7 @@ use tokio::io::Interest;
 
 use super::EventSender;
 use crate::event::{Action, Detail, Event, FileRef, MountChange, Outcome, Source};
-use crate::rules::Watch;
+use crate::rules::{path_is_at_or_below, Watch};
 
 /// The `[sources.mounts]` section of the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -284,13 +283,9 @@ fn changes<'a>(
 fn covered(point: &[u8], watched: &[Vec<u8>]) -> Vec<Bytes> {
     watched
         .iter()
-        .filter(|w| is_at_or_below(w, point))
+        .filter(|w| path_is_at_or_below(w, point))
         .map(|w| Bytes::copy_from_slice(w))
         .collect()
-}
-
-fn is_at_or_below(path: &[u8], dir: &[u8]) -> bool {
-    Path::new(OsStr::from_bytes(path)).starts_with(OsStr::from_bytes(dir))
 }
 
 #[cfg(test)]
