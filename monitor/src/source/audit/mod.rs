@@ -7,7 +7,8 @@
 //! groups records into events (with [`group`] holding them meanwhile) and
 //! notices lost serials; [`translate`] turns a group into an [`Event`].
 //! Around them: [`tail`] follows audit.log across rotation, [`checkpoint`]
-//! saves where it is, [`netlink`] reads the kernel's multicast group and
+//! saves where it is, [`container`] names the container and host path
+//! of live events from containers, [`netlink`] reads the kernel's multicast group and
 //! status, `live` runs either as the daemon's source, `replay` reads
 //! archives. Its own findings (audit tampered with, records lost) are
 //! events like the rest; the pipeline makes them alerts.
@@ -16,6 +17,7 @@
 
 pub mod assemble;
 pub mod checkpoint;
+pub mod container;
 pub mod feed;
 pub mod group;
 pub mod lines;
