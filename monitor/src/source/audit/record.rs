@@ -851,6 +851,27 @@ mod tests {
     }
 
     #[test]
+    fn user_space_types_of_other_distributions_are_known_by_name() {
+        // Seen in RHEL, Ubuntu and SUSE logs of the peer projects' test data.
+        for (name, code) in [
+            ("ACCT_LOCK", 1135),
+            ("CHGRP_ID", 1119),
+            ("USER_AVC", 1107),
+            ("SYSTEM_BOOT", 1127),
+            ("SOFTWARE_UPDATE", 1138),
+            ("MAC_POLICY_LOAD", 1403),
+            ("USER_ROLE_CHANGE", 2300),
+            ("CRYPTO_KEY_USER", 2404),
+            ("VIRT_CONTROL", 2500),
+        ] {
+            let line = format!("type={name} msg=audit(1.000:1): pid=1 res=success");
+            let r = Record::parse_line(line.as_bytes()).unwrap();
+            assert_eq!(r.kind, RecordType(code), "{name}");
+            assert_eq!(r.kind.to_string(), name);
+        }
+    }
+
+    #[test]
     fn rejects_what_is_not_a_record() {
         assert_eq!(Record::parse_line(b"root:x:0:0"), Err(ParseError::NoType));
         assert_eq!(
