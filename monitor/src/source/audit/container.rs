@@ -174,12 +174,13 @@ pub fn host_path(path: &[u8], inside: &[Mount], host: &[Mount]) -> Option<Vec<u8
     }
     let in_fs = join(&mount.root, rest);
     // On the host, the mount of the same file system whose root holds the
-    // path most closely: a plain mount of the whole file system usually.
+    // path most closely (a plain mount of the whole file system usually);
+    // among those, the shortest mount point, not some later bind of it.
     let (host_mount, host_rest) = host
         .iter()
         .filter(|m| m.dev == mount.dev)
         .filter_map(|m| under(&in_fs, &m.root).map(|rest| (m, rest)))
-        .max_by_key(|(m, _)| m.root.len())?;
+        .max_by_key(|(m, _)| (m.root.len(), std::cmp::Reverse(m.mount_point.len())))?;
     Some(join(&host_mount.mount_point, host_rest))
 }
 
@@ -400,6 +401,7 @@ mod tests {
     const HOST: &str = "\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 23 22 0:21 / /run rw,nosuid shared:5 - tmpfs tmpfs rw
+24 22 8:1 / /mnt/again rw,relatime - ext4 /dev/sda1 rw
 90 22 0:45 / /var/lib/docker/overlay2/abc/merged rw - overlay overlay rw
 ";
 
