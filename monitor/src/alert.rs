@@ -231,8 +231,14 @@ impl Alert {
         }
         write_process(out, ev);
         if let Some(key) = &ev.audit_key {
+            // One tag per key: the kernel joins a rule's keys with 0x01.
             out.extend_from_slice(b",\"tags\":[");
-            json_str(out, key);
+            for (i, one) in key.split(|&b| b == 0x01).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, one);
+            }
             out.push(b']');
         }
         write_detail(out, &ev.detail);

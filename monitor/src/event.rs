@@ -269,7 +269,8 @@ pub struct Event {
     pub process: Process,
     /// The audit event id `(seconds.millis:serial)`, for audit events.
     pub audit_id: Option<AuditId>,
-    /// Audit rule key (`-k`) that made auditd record it.
+    /// Audit rule key (`-k`) that made auditd record it; a rule's several
+    /// keys are joined by 0x01, as the kernel joins them.
     pub audit_key: Option<Bytes>,
     pub detail: Detail,
 }

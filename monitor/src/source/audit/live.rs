@@ -1,7 +1,7 @@
 //! The running audit.log source: a thread that tails the log, reassembles
 //! events, sends them to the daemon and saves acknowledged positions.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use crate::source::EventSender;
 
 use super::assemble::Reassembler;
 use super::checkpoint::{Acks, Checkpoint, Checkpointer};
+use super::container::Containers;
 use super::netlink::{self, Multicast, Received};
 use super::record::Record;
 use super::tail::{self, FileId, Position, Tailer};
@@ -30,6 +31,8 @@ pub struct Sender<'a> {
     failed: Cell<bool>,
     /// When auditd last said it was stopping (DAEMON_END, DAEMON_ABORT).
     daemon_end: Cell<Option<Instant>>,
+    /// Live events only: a replayed archive's pids mean nothing today.
+    containers: RefCell<Containers>,
 }
 
 impl<'a> Sender<'a> {
@@ -40,6 +43,7 @@ impl<'a> Sender<'a> {
             sent: Cell::new(0),
             failed: Cell::new(false),
             daemon_end: Cell::new(None),
+            containers: RefCell::new(Containers::default()),
         }
     }
 
@@ -54,6 +58,7 @@ impl<'a> Sender<'a> {
             }
         }
         let mut event = event;
+        self.containers.borrow_mut().annotate(&mut event);
         loop {
             match self.tx.try_send(event) {
                 Ok(()) => {

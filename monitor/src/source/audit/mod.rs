@@ -8,14 +8,16 @@
 //! notices lost serials; [`translate`] turns a group into an [`Event`].
 //! Around them: [`tail`] follows audit.log across rotation, [`checkpoint`]
 //! saves where it is, [`netlink`] reads the kernel's multicast group and
-//! status, `live` runs either as the daemon's source, `replay` reads
-//! archives. Its own findings (audit tampered with, records lost) are
+//! status, `live` runs either as the daemon's source (with [`container`]
+//! naming the container and host path of events from containers),
+//! `replay` reads archives. Its own findings (audit tampered with, records lost) are
 //! events like the rest; the pipeline makes them alerts.
 //!
 //! [`Event`]: crate::event::Event
 
 pub mod assemble;
 pub mod checkpoint;
+pub mod container;
 pub mod feed;
 pub mod group;
 pub mod lines;

@@ -723,15 +723,10 @@ pub(super) fn time_of(id: AuditId) -> SystemTime {
         .unwrap_or(UNIX_EPOCH)
 }
 
+/// The decoded key; several keys on one rule stay joined by 0x01, as the
+/// kernel joins them, so a key that itself holds a comma stays one key.
 fn key_range(arena: &mut Arena, key: Option<&[u8]>) -> Option<Range<usize>> {
-    let range = arena.decoded(key)?;
-    // Several keys on one rule are joined by 0x01.
-    for b in &mut arena.buf[range.clone()] {
-        if *b == 0x01 {
-            *b = b',';
-        }
-    }
-    Some(range)
+    arena.decoded(key)
 }
 
 enum PathSource {

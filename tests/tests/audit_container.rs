@@ -1,0 +1,187 @@
+//! Audit events from processes in containers, on a real Docker engine and
+//! a real auditd, with the eBPF source off (audit-only hosts: kernels
+//! without BTF): a container writing a watched host file through a bind
+//! mount is one alert naming the host path and the container's id, also
+//! when the writer has exited by the time dockwatch reads the event.
+
+use std::process::Command;
+use std::time::Duration;
+
+use dockwatch_tests::auditd::Auditd;
+use dockwatch_tests::docker::{Engine, IMAGE};
+use dockwatch_tests::layout::Layout;
+use dockwatch_tests::{machine_lock, read_alerts, wait_for_alerts, Monitored};
+use serde_json::Value;
+
+const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+const RULES: &str = "rules:
+  - id: docker-config-write
+    name: Docker daemon configuration modified
+    severity: warning
+    paths: [/etc/docker]
+    actions: [open_write, write, truncate, rename, unlink, create, chmod, chown]
+";
+
+fn alerts_on<'a>(alerts: &'a [Value], path: &str) -> Vec<&'a Value> {
+    alerts
+        .iter()
+        .filter(|a| a["file"]["path"] == path)
+        .collect()
+}
+
+#[test]
+fn a_container_writing_a_bind_mounted_host_file_is_one_alert_with_host_path_and_container_id() {
+    let _lock = machine_lock();
+    let engine = Engine::start();
+    let mut layout = Layout::new();
+    layout.file(DAEMON_JSON, "{}\n");
+    let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
+    let run = Monitored::start(
+        RULES,
+        &format!(
+            "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
+            auditd.log_path()
+        ),
+    );
+
+    // The shell (the container's first process) opens the file for its
+    // redirection, then becomes `sleep`: the process is still there when
+    // dockwatch reads the event, as a container's main process is.
+    let id = engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dw-bind-writer",
+        "-v",
+        "/etc/docker:/x",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
+    ]);
+    assert_eq!(id.len(), 64, "docker run -d prints the full id: {id}");
+    let host_pid: u64 = engine
+        .docker(&["inspect", "-f", "{{.State.Pid}}", &id])
+        .parse()
+        .unwrap();
+    let seen = wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
+        !alerts_on(a, DAEMON_JSON).is_empty()
+    });
+    assert!(
+        !alerts_on(&seen, DAEMON_JSON).is_empty(),
+        "no alert for the container's write: {seen:#?}\n{}",
+        run.daemon.log().join("\n")
+    );
+
+    // The control: a host process writing the same file, after the
+    // container did. Its alert shows that everything before it in the
+    // audit log was read, and it has no container.
+    let mut touch = Command::new("/usr/bin/touch")
+        .arg(DAEMON_JSON)
+        .spawn()
+        .unwrap();
+    let touch_pid = u64::from(touch.id());
+    assert!(touch.wait().unwrap().success());
+    wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
+        alerts_on(a, DAEMON_JSON)
+            .iter()
+            .any(|a| a["process"]["pid"] == touch_pid)
+    });
+    let alerts = read_alerts(&run.alerts);
+    let ours = alerts_on(&alerts, DAEMON_JSON);
+    assert_eq!(ours.len(), 2, "{alerts:#?}");
+    let from_container = ours[0];
+    assert_eq!(
+        from_container["process"]["pid"], host_pid,
+        "{from_container}"
+    );
+    assert_eq!(
+        from_container["container"]["id"],
+        id.as_str(),
+        "{from_container}"
+    );
+    assert_eq!(from_container["rule"]["id"], "docker-config-write");
+    assert_eq!(from_container["event"]["action"], "open_write");
+    assert_eq!(
+        from_container["event"]["provider"],
+        serde_json::json!(["audit"])
+    );
+    assert_eq!(from_container["tags"], serde_json::json!(["docker"]));
+    let from_host = ours[1];
+    assert_eq!(from_host["process"]["pid"], touch_pid);
+    assert!(from_host["container"].is_null(), "{from_host}");
+    // The container's view of the path never becomes an alert of its own.
+    assert!(
+        alerts_on(&alerts, "/x/daemon.json").is_empty(),
+        "{alerts:#?}"
+    );
+
+    engine.docker(&["rm", "-f", &id]);
+    drop(run);
+    drop(auditd);
+    drop(layout);
+    drop(engine);
+}
+
+#[test]
+fn a_short_lived_process_in_a_container_writing_through_a_bind_of_root_is_named_by_its_parent() {
+    let _lock = machine_lock();
+    let engine = Engine::start();
+    let mut layout = Layout::new();
+    layout.file(DAEMON_JSON, "{}\n");
+    let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
+    let run = Monitored::start(
+        RULES,
+        &format!(
+            "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
+            auditd.log_path()
+        ),
+    );
+    // The subshell is a child of the container's shell that opens the file
+    // and exits at once; the shell stays (as `sleep`), so the container is
+    // known by the writer's parent. (Not busybox `touch`: on an existing
+    // file it only sets times, which `-p wa` does not record.)
+    let id = engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dw-root-writer",
+        "-v",
+        "/:/host",
+        IMAGE,
+        "sh",
+        "-c",
+        "(echo '{}' >> /host/etc/docker/daemon.json); exec sleep 600",
+    ]);
+    let host_pid: u64 = engine
+        .docker(&["inspect", "-f", "{{.State.Pid}}", &id])
+        .parse()
+        .unwrap();
+    let alerts = wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
+        !alerts_on(a, DAEMON_JSON).is_empty()
+    });
+    let ours = alerts_on(&alerts, DAEMON_JSON);
+    assert_eq!(
+        ours.len(),
+        1,
+        "{alerts:#?}\n{}\naudit.log:\n{}",
+        run.daemon.log().join("\n"),
+        std::fs::read_to_string(auditd.log_path()).unwrap_or_default()
+    );
+    let alert = ours[0];
+    assert_eq!(alert["process"]["parent"]["pid"], host_pid, "{alert}");
+    assert_ne!(alert["process"]["pid"], host_pid, "{alert}");
+    assert_eq!(alert["container"]["id"], id.as_str(), "{alert}");
+    assert_eq!(alert["rule"]["id"], "docker-config-write");
+    assert!(
+        alerts_on(&alerts, "/host/etc/docker/daemon.json").is_empty(),
+        "{alerts:#?}"
+    );
+
+    engine.docker(&["rm", "-f", &id]);
+    drop(run);
+    drop(auditd);
+    drop(layout);
+    drop(engine);
+}
