@@ -16,6 +16,7 @@ use crate::posture::Posture;
 use crate::privilege::{self, Capability};
 use crate::rules::RuleSet;
 use crate::source::audit::{AuditMode, AuditSource};
+use crate::source::docker::DockerSource;
 use crate::source::ebpf::EbpfSource;
 
 /// Events in flight between sources and the pipeline; when full, sources
@@ -108,6 +109,11 @@ async fn run_async(
     } else {
         None
     };
+    // Waits for an engine that is not running yet, so it always starts.
+    let _docker = config.sources.docker.enabled.then(|| {
+        started.push("docker");
+        DockerSource::start(&config.sources.docker, tx.clone())
+    });
     drop(tx);
     // Audit checkpoints advance only past events handled here.
     let audit_acks = audit.as_ref().map(AuditSource::acks);

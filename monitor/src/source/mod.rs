@@ -4,6 +4,7 @@
 //! [`Event`]: crate::event::Event
 
 pub mod audit;
+pub mod docker;
 pub mod ebpf;
 
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 pub struct SourcesConfig {
     pub ebpf: ebpf::EbpfConfig,
     pub audit: audit::AuditConfig,
+    pub docker: docker::DockerConfig,
 }
 
 /// Where sources send what they saw.
