@@ -167,6 +167,15 @@ fn risky_creates_are_one_alert_each_with_cis_ids_and_a_hardened_create_none() {
     let engine = Engine::start();
     let watching = Watching::start();
     watching.wait_for_log_count(FOLLOWING, 1);
+    // A client the rules do not expect: the positive control of dockwatch's
+    // own connections to docker.sock raising nothing.
+    let connect = format!("import socket; socket.socket(socket.AF_UNIX).connect({SOCKET:?})");
+    let ok = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &connect])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "python3 could not connect to {SOCKET}");
 
     let privileged = engine.docker(&["create", "--privileged", "--name", "dw-priv", IMAGE, "true"]);
     let root = engine.docker(&[
@@ -198,7 +207,28 @@ fn risky_creates_are_one_alert_each_with_cis_ids_and_a_hardened_create_none() {
     ]);
     // Engine events arrive in order: the last create seen means all were.
     watching.wait_for("test-container-created", "dw-plain");
+    let connects = |alerts: &[Value]| -> Vec<String> {
+        alerts
+            .iter()
+            .filter(|a| a["rule"]["id"] == "docker-sock-connect-unexpected")
+            .map(|a| {
+                a["process"]["executable"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    wait_for_alerts(&watching.alerts, WAIT, |a| !connects(a).is_empty());
     let (alerts, _) = watching.stop();
+    let connects = connects(&alerts);
+    assert!(!connects.is_empty(), "python3's connect: {alerts:#?}");
+    assert!(
+        connects
+            .iter()
+            .all(|exe| exe.starts_with("/usr/bin/python3")),
+        "only python3 connected unexpectedly: {connects:?}"
+    );
 
     let risky = "docker-risky-container";
     let alert = one(&alerts, risky, "dw-priv", &privileged);

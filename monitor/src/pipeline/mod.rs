@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::alert::Alert;
 use crate::alert::RuleRef;
-use crate::event::Event;
+use crate::event::{Action, Event};
 use crate::rules::RuleSet;
 
 use correlate::Correlator;
@@ -66,6 +66,10 @@ pub struct Pipeline {
     /// events (a fresh Vec per event showed in replay profiles). It holds
     /// no elements between calls; see [`recycle`].
     matched: Vec<&'static Arc<RuleRef>>,
+    /// dockwatch's own pid: its connections (the docker source's to
+    /// docker.sock, a syslog sink's) are seen by the probes and by audit,
+    /// and are not activity to report.
+    own_pid: u32,
 }
 
 impl Pipeline {
@@ -85,6 +89,7 @@ impl Pipeline {
             own: OwnReports::new(),
             staged: Vec::new(),
             matched: Vec::new(),
+            own_pid: std::process::id(),
         }
     }
 
@@ -97,6 +102,9 @@ impl Pipeline {
 
     /// Feeds one event; alerts ready now are appended to `out`.
     pub fn push(&mut self, event: Event, now: Instant, out: &mut Vec<Alert>) {
+        if event.action == Action::Connect && event.process.pid == self.own_pid {
+            return;
+        }
         if let Some(rule) = self.own.rule_for(&event) {
             out.push(Alert::new(event, Arc::clone(rule), self.host.clone()));
             return;
