@@ -125,7 +125,8 @@ async fn run_async(
     }
 
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
-        .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
+        .correlating(started.contains(&"ebpf") && started.contains(&"audit"))
+        .attributing(&config.sources.docker.socket);
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),
@@ -143,8 +144,9 @@ async fn run_async(
         let mut from_audit = false;
         tokio::select! {
             event = rx.recv() => match event {
-                Some(event) => {
+                Some(mut event) => {
                     from_audit = event.source == crate::event::Source::Audit;
+                    pipeline.attribute(&mut event, Instant::now());
                     if let Some(posture) = posture.as_mut() {
                         alerts.extend(posture.on_event(&event));
                     }

@@ -121,6 +121,47 @@ impl Watching {
     }
 }
 
+/// The uid of the docker group member the tests act as: no account is
+/// made for it, the docker group is given as a supplementary group.
+const MEMBER_UID: u32 = 4242;
+
+/// `docker ARGS` as [`MEMBER_UID`], a member of the docker group; its
+/// stdout (the new container's id).
+fn as_docker_group_member(args: &[&str]) -> String {
+    let group = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some("docker")).then(|| f.nth(1).unwrap().to_string())
+        })
+        .expect("a docker group (the docker.io package makes it)");
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={MEMBER_UID}"),
+            &format!("--regid={MEMBER_UID}"),
+            &format!("--groups={group}"),
+            "/usr/bin/docker",
+        ])
+        .args(args)
+        .env("HOME", home.path())
+        .env("DOCKER_HOST", format!("unix://{SOCKET}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?} as uid {MEMBER_UID}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Alerts of `rule` about container `name`.
 fn of<'a>(alerts: &'a [Value], rule: &str, name: &str) -> Vec<&'a Value> {
     alerts
@@ -177,7 +218,10 @@ fn risky_creates_are_one_alert_each_with_cis_ids_and_a_hardened_create_none() {
         .success();
     assert!(ok, "python3 could not connect to {SOCKET}");
 
-    let privileged = engine.docker(&["create", "--privileged", "--name", "dw-priv", IMAGE, "true"]);
+    // A user who is not root but in the docker group asks for the
+    // privileged container: the alert must name that user, not dockerd.
+    let privileged =
+        as_docker_group_member(&["create", "--privileged", "--name", "dw-priv", IMAGE, "true"]);
     let root = engine.docker(&[
         "create", "-v", "/:/host", "--name", "dw-root", IMAGE, "true",
     ]);
@@ -233,11 +277,20 @@ fn risky_creates_are_one_alert_each_with_cis_ids_and_a_hardened_create_none() {
     let risky = "docker-risky-container";
     let alert = one(&alerts, risky, "dw-priv", &privileged);
     assert_eq!(alert["event"]["action"], "container_create");
+    assert_eq!(alert["user"]["id"], MEMBER_UID.to_string(), "{alert:#}");
+    assert_eq!(
+        alert["process"]["executable"], "/usr/bin/docker",
+        "{alert:#}"
+    );
     assert_eq!(alert["rule"]["severity"], "critical");
     assert_eq!(tags(alert), ["cis:5.4"]);
     assert_eq!(risk_checks(alert), ["5.4"]);
 
     let alert = one(&alerts, risky, "dw-root", &root);
+    assert_eq!(alert["user"]["id"], "0", "{alert:#}");
+    // The harness's docker is the first on PATH.
+    let exe = alert["process"]["executable"].as_str().unwrap_or_default();
+    assert!(exe.ends_with("/bin/docker"), "{alert:#}");
     assert_eq!(tags(alert), ["cis:5.31", "cis:5.5"]);
     let evidence = alert["docker"]["risks"].to_string();
     assert!(evidence.contains("mounts the host's /"), "{alert:#}");
@@ -289,6 +342,10 @@ fn docker_exec_and_docker_cp_are_alerts_naming_the_container() {
         assert_eq!(exec["container"]["image"]["name"], IMAGE);
         assert_eq!(exec["event"]["action"], "container_exec");
         assert_eq!(exec["docker"]["exec"]["privileged"], false);
+        // Who asked: the docker CLI, as root.
+        assert_eq!(exec["user"]["id"], "0", "{exec:#}");
+        let exe = exec["process"]["executable"].as_str().unwrap_or_default();
+        assert!(exe.ends_with("/bin/docker"), "{exec:#}");
     }
     assert_eq!(
         execs[0]["docker"]["exec"]["command"], "id",

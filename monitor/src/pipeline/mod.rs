@@ -1,4 +1,5 @@
-//! Event → matched rules → [`Alert`], then the two stages that keep alerts
+//! Event → matched rules → [`Alert`], with engine actions first attributed
+//! to the client that asked ([`attribute`]), then the two stages that keep alerts
 //! few and whole: correlation of the same action seen by both sources
 //! ([`correlate`]) and flood aggregation ([`flood`]).
 //!
@@ -6,6 +7,7 @@
 //! rule; they become alerts of their own ([`own_reports`]) and skip
 //! correlation and flood control, which would only delay or fold them.
 
+mod attribute;
 mod correlate;
 mod flood;
 mod own_reports;
@@ -20,6 +22,7 @@ use crate::alert::RuleRef;
 use crate::event::{Action, Event};
 use crate::rules::RuleSet;
 
+use attribute::Attribution;
 use correlate::Correlator;
 use flood::FloodControl;
 use own_reports::OwnReports;
@@ -70,6 +73,7 @@ pub struct Pipeline {
     /// docker.sock, a syslog sink's) are seen by the probes and by audit,
     /// and are not activity to report.
     own_pid: u32,
+    attribution: Attribution,
 }
 
 impl Pipeline {
@@ -90,6 +94,7 @@ impl Pipeline {
             staged: Vec::new(),
             matched: Vec::new(),
             own_pid: std::process::id(),
+            attribution: Attribution::new(std::path::Path::new("/var/run/docker.sock")),
         }
     }
 
@@ -98,6 +103,20 @@ impl Pipeline {
     pub fn correlating(mut self, both_sources: bool) -> Pipeline {
         self.correlator.set_enabled(both_sources);
         self
+    }
+
+    /// Attributes engine events to the client on `socket` (the engine's
+    /// API socket, `[sources.docker] socket`).
+    pub fn attributing(mut self, socket: &std::path::Path) -> Pipeline {
+        self.attribution = Attribution::new(socket);
+        self
+    }
+
+    /// Gives an engine event the client process that asked for it, and
+    /// notes clients' connects. Called for every event before anything
+    /// else sees it, so that posture's reports name the client too.
+    pub fn attribute(&mut self, event: &mut Event, now: Instant) {
+        self.attribution.apply(event, now);
     }
 
     /// Feeds one event; alerts ready now are appended to `out`.
