@@ -110,7 +110,7 @@ async fn run_async(
         None
     };
     // Waits for an engine that is not running yet, so it always starts.
-    let _docker = config.sources.docker.enabled.then(|| {
+    let docker = config.sources.docker.enabled.then(|| {
         started.push("docker");
         DockerSource::start(&config.sources.docker, tx.clone())
     });
@@ -127,6 +127,9 @@ async fn run_async(
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
         .correlating(started.contains(&"ebpf") && started.contains(&"audit"))
         .attributing(&config.sources.docker.socket);
+    if let Some(docker) = &docker {
+        pipeline = pipeline.naming(docker.names());
+    }
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),

@@ -13,6 +13,10 @@
 //! client connected. It needs the connect events: the shipped rules watch
 //! docker.sock for `connect`, which puts it in the probes' and auditd's
 //! watch set.
+//!
+//! The other way round, an event from a process inside a container knows
+//! only the container's id (from its cgroup); [`name_container`] adds the
+//! name and image from the docker source's cache.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::event::{Action, Event, Outcome, Process, Source};
+use crate::source::docker::ContainerNames;
 
 /// How long after a client's connect an engine event may still be its.
 pub(super) const WINDOW: Duration = Duration::from_secs(5);
@@ -87,10 +92,43 @@ impl Attribution {
     }
 }
 
+/// Gives an event from a process in a container that container's name and
+/// image, as the engine told them (the kernel knows only its id).
+pub(super) fn name_container(event: &mut Event, names: &ContainerNames) {
+    if event.container.is_none() {
+        if let Some(id) = &event.process.container_id {
+            event.container = names.get(id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::FileRef;
+    use crate::event::{Container, FileRef};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_process_in_a_known_container_gets_its_name_and_image() {
+        let names = ContainerNames::default();
+        let id = "ab".repeat(32);
+        names.insert(Arc::new(Container {
+            id: id.clone(),
+            name: Some("web".into()),
+            image: Some("nginx:1".into()),
+        }));
+        let mut write = connect("/etc/docker/daemon.json", 7);
+        write.process.container_id = Some(id.clone());
+        name_container(&mut write, &names);
+        let container = write.container.as_ref().unwrap();
+        assert_eq!(container.name.as_deref(), Some("web"));
+        assert_eq!(container.image.as_deref(), Some("nginx:1"));
+
+        let mut unknown = connect("/etc/docker/daemon.json", 8);
+        unknown.process.container_id = Some("cd".repeat(32));
+        name_container(&mut unknown, &names);
+        assert!(unknown.container.is_none(), "an unknown id stays as it is");
+    }
 
     fn connect(path: &str, pid: u32) -> Event {
         let mut event = Event::new(Source::Ebpf, Action::Connect);

@@ -21,6 +21,7 @@ use crate::alert::Alert;
 use crate::alert::RuleRef;
 use crate::event::{Action, Event};
 use crate::rules::RuleSet;
+use crate::source::docker::ContainerNames;
 
 use attribute::Attribution;
 use correlate::Correlator;
@@ -74,6 +75,8 @@ pub struct Pipeline {
     /// and are not activity to report.
     own_pid: u32,
     attribution: Attribution,
+    /// Names and images of containers, from the docker source.
+    names: Option<ContainerNames>,
 }
 
 impl Pipeline {
@@ -95,6 +98,7 @@ impl Pipeline {
             matched: Vec::new(),
             own_pid: std::process::id(),
             attribution: Attribution::new(std::path::Path::new("/var/run/docker.sock")),
+            names: None,
         }
     }
 
@@ -112,11 +116,21 @@ impl Pipeline {
         self
     }
 
-    /// Gives an engine event the client process that asked for it, and
-    /// notes clients' connects. Called for every event before anything
-    /// else sees it, so that posture's reports name the client too.
+    /// Names the container of events from processes in one.
+    pub fn naming(mut self, names: ContainerNames) -> Pipeline {
+        self.names = Some(names);
+        self
+    }
+
+    /// Gives an engine event the client process that asked for it (and
+    /// notes clients' connects), and an event from a process in a
+    /// container that container's name and image. Called for every event
+    /// before anything else sees it, so that posture's reports have both.
     pub fn attribute(&mut self, event: &mut Event, now: Instant) {
         self.attribution.apply(event, now);
+        if let Some(names) = &self.names {
+            attribute::name_container(event, names);
+        }
     }
 
     /// Feeds one event; alerts ready now are appended to `out`.

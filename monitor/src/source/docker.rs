@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{EventMessage, EventMessageTypeEnum};
@@ -59,6 +59,30 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Follows the engine while alive; stops on drop.
 pub struct DockerSource {
     task: tokio::task::JoinHandle<()>,
+    names: ContainerNames,
+}
+
+/// The containers the engine knows, by id, kept current by the source:
+/// what names the container of an event from a process inside one.
+#[derive(Clone, Default)]
+pub struct ContainerNames(Arc<RwLock<HashMap<String, Arc<Container>>>>);
+
+impl ContainerNames {
+    pub fn get(&self, id: &str) -> Option<Arc<Container>> {
+        self.0.read().ok()?.get(id).cloned()
+    }
+
+    pub fn insert(&self, container: Arc<Container>) {
+        if let Ok(mut containers) = self.0.write() {
+            containers.insert(container.id.clone(), container);
+        }
+    }
+
+    fn remove(&self, id: &str) {
+        if let Ok(mut containers) = self.0.write() {
+            containers.remove(id);
+        }
+    }
 }
 
 impl DockerSource {
@@ -66,8 +90,14 @@ impl DockerSource {
     /// engine that is not running yet is waited for.
     pub fn start(config: &DockerConfig, tx: EventSender) -> DockerSource {
         let socket = config.socket.clone();
-        let task = tokio::spawn(follow(socket, tx));
-        DockerSource { task }
+        let names = ContainerNames::default();
+        let task = tokio::spawn(follow(socket, tx, names.clone()));
+        DockerSource { task, names }
+    }
+
+    /// The source's container cache, for naming containers elsewhere.
+    pub fn names(&self) -> ContainerNames {
+        self.names.clone()
     }
 }
 
@@ -77,12 +107,12 @@ impl Drop for DockerSource {
     }
 }
 
-async fn follow(socket: PathBuf, tx: EventSender) {
+async fn follow(socket: PathBuf, tx: EventSender, names: ContainerNames) {
     let sock_name = socket.display().to_string();
     // Events from the moment the daemon started count, even those the
     // engine makes before the stream is open.
     let mut resume = Resume::new(SystemTime::now());
-    let mut cache = Cache::default();
+    let mut cache = Cache { containers: names };
     let mut delay = BACKOFF_FIRST;
     let mut waiting = false;
     loop {
@@ -217,9 +247,8 @@ fn event_nanos(message: &EventMessage) -> i64 {
 
 /// Container id → name and image, from the engine's list at each connect
 /// and from its events since.
-#[derive(Default)]
 struct Cache {
-    containers: HashMap<String, Arc<Container>>,
+    containers: ContainerNames,
 }
 
 impl Cache {
@@ -230,7 +259,10 @@ impl Cache {
         };
         match docker.list_containers(Some(options)).await {
             Ok(list) => {
-                self.containers.clear();
+                let Ok(mut containers) = self.containers.0.write() else {
+                    return;
+                };
+                containers.clear();
                 for c in list {
                     let Some(id) = c.id else { continue };
                     let name = c
@@ -242,7 +274,7 @@ impl Cache {
                         name,
                         image: c.image,
                     };
-                    self.containers.insert(id, Arc::new(container));
+                    containers.insert(id, Arc::new(container));
                 }
             }
             Err(e) => tracing::warn!("docker engine: cannot list containers: {e}"),
@@ -254,7 +286,8 @@ impl Cache {
     fn container(&mut self, id: &str, attributes: &HashMap<String, String>) -> Arc<Container> {
         let name = attributes.get("name").cloned();
         let image = attributes.get("image").cloned();
-        if let Some(known) = self.containers.get(id) {
+        let known = self.containers.get(id);
+        if let Some(known) = &known {
             let same = name.as_ref().is_none_or(|n| known.name.as_ref() == Some(n))
                 && image
                     .as_ref()
@@ -263,14 +296,17 @@ impl Cache {
                 return known.clone();
             }
         }
-        let known = self.containers.get(id);
         let container = Arc::new(Container {
             id: id.to_string(),
-            name: name.or_else(|| known.and_then(|k| k.name.clone())),
-            image: image.or_else(|| known.and_then(|k| k.image.clone())),
+            name: name.or_else(|| known.as_ref().and_then(|k| k.name.clone())),
+            image: image.or_else(|| known.as_ref().and_then(|k| k.image.clone())),
         });
-        self.containers.insert(id.to_string(), container.clone());
+        self.containers.insert(container.clone());
         container
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.containers.remove(id);
     }
 }
 
@@ -287,7 +323,7 @@ async fn translate(docker: &Docker, cache: &mut Cache, message: EventMessage) ->
     };
     let action = match (message.typ?, verb) {
         (EventMessageTypeEnum::CONTAINER, "destroy") => {
-            cache.containers.remove(&id);
+            cache.forget(&id);
             return None;
         }
         (EventMessageTypeEnum::CONTAINER, verb) => match verb {
@@ -299,7 +335,7 @@ async fn translate(docker: &Docker, cache: &mut Cache, message: EventMessage) ->
             "commit" => Action::ContainerCommit,
             "update" => Action::ContainerUpdate,
             "rename" => {
-                cache.containers.remove(&id);
+                cache.forget(&id);
                 cache.container(&id, &attributes);
                 return None;
             }
