@@ -208,15 +208,15 @@ fn risky_creates_are_one_alert_each_with_cis_ids_and_a_hardened_create_none() {
     let engine = Engine::start();
     let watching = Watching::start();
     watching.wait_for_log_count(FOLLOWING, 1);
-    // A client the rules do not expect: the positive control of dockwatch's
-    // own connections to docker.sock raising nothing.
-    let connect = format!("import socket; socket.socket(socket.AF_UNIX).connect({SOCKET:?})");
-    let ok = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", &connect])
+    // A client the rules do not expect (perl is essential on Debian): the
+    // positive control of dockwatch's own connections raising nothing.
+    let connect = format!("IO::Socket::UNIX->new(Peer => {SOCKET:?}) or die $!");
+    let ok = std::process::Command::new("/usr/bin/perl")
+        .args(["-MIO::Socket::UNIX", "-e", &connect])
         .status()
         .unwrap()
         .success();
-    assert!(ok, "python3 could not connect to {SOCKET}");
+    assert!(ok, "perl could not connect to {SOCKET}");
 
     // A user who is not root but in the docker group asks for the
     // privileged container: the alert must name that user, not dockerd.
@@ -266,12 +266,10 @@ fn risky_creates_are_one_alert_each_with_cis_ids_and_a_hardened_create_none() {
     wait_for_alerts(&watching.alerts, WAIT, |a| !connects(a).is_empty());
     let (alerts, _) = watching.stop();
     let connects = connects(&alerts);
-    assert!(!connects.is_empty(), "python3's connect: {alerts:#?}");
+    assert!(!connects.is_empty(), "perl's connect: {alerts:#?}");
     assert!(
-        connects
-            .iter()
-            .all(|exe| exe.starts_with("/usr/bin/python3")),
-        "only python3 connected unexpectedly: {connects:?}"
+        connects.iter().all(|exe| exe.starts_with("/usr/bin/perl")),
+        "only perl connected unexpectedly: {connects:?}"
     );
 
     let risky = "docker-risky-container";
