@@ -7,7 +7,8 @@
 //! that someone ran `docker exec` or `docker cp` into one. This source asks
 //! the engine for what its events leave out (a new container's inspect, an
 //! exec's user and privilege) and keeps a name and image cache so that every
-//! event names its container. It judges nothing: posture decides whether a
+//! event names its container (read from the containers' `config.v2.json`
+//! until the engine first answers). It judges nothing: posture decides whether a
 //! new container's configuration is risky, and rules whether an exec is.
 //!
 //! The engine comes and goes (upgrades, restarts, not yet started at boot):
@@ -38,6 +39,9 @@ pub struct DockerConfig {
     pub enabled: bool,
     /// The engine's API socket.
     pub socket: PathBuf,
+    /// The engine's `data-root`: containers are named from their
+    /// `config.v2.json` there while the engine does not answer.
+    pub data_root: PathBuf,
 }
 
 impl Default for DockerConfig {
@@ -45,6 +49,7 @@ impl Default for DockerConfig {
         DockerConfig {
             enabled: true,
             socket: PathBuf::from("/var/run/docker.sock"),
+            data_root: PathBuf::from("/var/lib/docker"),
         }
     }
 }
@@ -78,6 +83,43 @@ impl ContainerNames {
         }
     }
 
+    /// Names every container from its state file (`config.v2.json`), for
+    /// the time until the engine answers; a container whose file cannot
+    /// be read is left out, as it would be by the engine.
+    pub fn read_state(&self, containers_dir: &std::path::Path) {
+        #[derive(Deserialize)]
+        struct State {
+            #[serde(rename = "ID")]
+            id: String,
+            #[serde(rename = "Name", default)]
+            name: String,
+            #[serde(rename = "Config", default)]
+            config: StateConfig,
+        }
+        #[derive(Deserialize, Default)]
+        struct StateConfig {
+            #[serde(rename = "Image", default)]
+            image: Option<String>,
+        }
+        let Ok(dirs) = std::fs::read_dir(containers_dir) else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            let Ok(text) = std::fs::read(dir.path().join("config.v2.json")) else {
+                continue;
+            };
+            let Ok(state) = serde_json::from_slice::<State>(&text) else {
+                continue;
+            };
+            let name = state.name.trim_start_matches('/').to_string();
+            self.insert(Arc::new(Container {
+                id: state.id,
+                name: Some(name).filter(|n| !n.is_empty()),
+                image: state.config.image,
+            }));
+        }
+    }
+
     fn remove(&self, id: &str) {
         if let Ok(mut containers) = self.0.write() {
             containers.remove(id);
@@ -91,6 +133,7 @@ impl DockerSource {
     pub fn start(config: &DockerConfig, tx: EventSender) -> DockerSource {
         let socket = config.socket.clone();
         let names = ContainerNames::default();
+        names.read_state(&config.data_root.join("containers"));
         let task = tokio::spawn(follow(socket, tx, names.clone()));
         DockerSource { task, names }
     }
@@ -428,6 +471,26 @@ mod tests {
             time_nano: Some(nanos),
             ..EventMessage::default()
         }
+    }
+
+    #[test]
+    fn containers_are_named_from_their_state_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "ab".repeat(32);
+        std::fs::create_dir(dir.path().join(&id)).unwrap();
+        std::fs::write(
+            dir.path().join(&id).join("config.v2.json"),
+            format!(r#"{{"ID":"{id}","Name":"/web","Config":{{"Image":"nginx:1"}}}}"#),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("broken")).unwrap();
+        std::fs::write(dir.path().join("broken/config.v2.json"), "{").unwrap();
+        let names = ContainerNames::default();
+        names.read_state(dir.path());
+        let web = names.get(&id).unwrap();
+        assert_eq!(web.name.as_deref(), Some("web"));
+        assert_eq!(web.image.as_deref(), Some("nginx:1"));
+        assert_eq!(names.0.read().unwrap().len(), 1);
     }
 
     #[test]
