@@ -445,6 +445,26 @@ fn write_detail(out: &mut Vec<u8>, detail: &Detail) {
             json_str(out, text.as_bytes());
             out.push(b'}');
         }
+        Detail::Mount(change) => {
+            out.extend_from_slice(b",\"mount\":{\"op\":\"");
+            out.extend_from_slice(change.op.as_bytes());
+            out.extend_from_slice(b"\",\"type\":");
+            json_str(out, change.fstype.as_bytes());
+            out.extend_from_slice(b",\"source\":");
+            json_str(out, &change.source);
+            out.extend_from_slice(b",\"root\":");
+            json_str(out, &change.root);
+            out.extend_from_slice(b",\"options\":");
+            json_str(out, change.options.as_bytes());
+            out.extend_from_slice(b",\"covers\":[");
+            for (i, path) in change.covers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, path);
+            }
+            out.extend_from_slice(b"]}");
+        }
         Detail::Posture(change) => {
             out.extend_from_slice(b",\"posture\":{\"check\":");
             json_str(out, change.check_id.as_bytes());

@@ -18,6 +18,7 @@ use crate::rules::RuleSet;
 use crate::source::audit::{AuditMode, AuditSource};
 use crate::source::docker::DockerSource;
 use crate::source::ebpf::EbpfSource;
+use crate::source::mounts::MountsSource;
 
 /// Events in flight between sources and the pipeline; when full, sources
 /// wait (and the kernel ring buffer absorbs, then counts, what overflows).
@@ -103,6 +104,18 @@ async fn run_async(
             }
             Err(e) => {
                 tracing::error!("audit source unavailable: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Held, not read: dropping it stops it.
+    let _mounts = if config.sources.mounts.enabled {
+        match MountsSource::start(&config.sources.mounts, &watches, tx.clone()) {
+            Ok(source) => Some(source),
+            Err(e) => {
+                tracing::error!("mount changes over watched paths will not be seen: {e}");
                 None
             }
         }

@@ -1,7 +1,7 @@
 //! Alerts dockwatch raises on its own, with no rule behind them: records a
-//! source lost, and the audit system being reconfigured or stopped. No rule
-//! file can switch these off, because a monitor that can be blinded without
-//! a trace is worse than none.
+//! source lost, the audit system being reconfigured or stopped, and mounts
+//! over watched paths. No rule file can switch these off, because a monitor
+//! that can be blinded without a trace is worse than none.
 
 use std::sync::Arc;
 
@@ -13,10 +13,14 @@ pub(super) struct OwnReports {
     lost: Arc<RuleRef>,
     tampered: Arc<RuleRef>,
     changed: Arc<RuleRef>,
+    mounted: Arc<RuleRef>,
 }
 
 /// MITRE ATT&CK: Impair Defenses: Disable or Modify Linux Audit System.
 const ATTACK_AUDIT: &str = "attack:T1562.012";
+/// MITRE ATT&CK: Hide Artifacts (a mount over a file shows other content
+/// under its name).
+const ATTACK_HIDE: &str = "attack:T1564";
 
 impl OwnReports {
     pub(super) fn new() -> OwnReports {
@@ -47,6 +51,12 @@ impl OwnReports {
                 Severity::Notice,
                 &[ATTACK_AUDIT],
             ),
+            mounted: rule(
+                "watched-path-mounted-over",
+                "A mount hides or replaces a watched path",
+                Severity::Critical,
+                &[ATTACK_HIDE],
+            ),
         }
     }
 
@@ -63,6 +73,7 @@ impl OwnReports {
                 })
             }
             (Action::AuditConfig, _) => Some(&self.tampered),
+            (Action::Mount, _) => Some(&self.mounted),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod docker;
 pub mod ebpf;
+pub mod mounts;
 
 use serde::Deserialize;
 
@@ -16,6 +17,7 @@ pub struct SourcesConfig {
     pub ebpf: ebpf::EbpfConfig,
     pub audit: audit::AuditConfig,
     pub docker: docker::DockerConfig,
+    pub mounts: mounts::MountsConfig,
 }
 
 /// Where sources send what they saw.
