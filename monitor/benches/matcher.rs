@@ -123,7 +123,7 @@ struct Generated {
 }
 
 struct NaiveRule {
-    actions: u32,
+    actions: u64,
     subtrees: Vec<Vec<u8>>,
     globs: Vec<GlobMatcher>,
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::event::{Detail, Event, FileRef, Outcome, Source};
+use crate::event::{Detail, EngineDetail, Event, FileRef, Outcome, Source};
 
 /// Syslog severities, the scale rules use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -230,6 +230,7 @@ impl Alert {
             out.push(b'}');
         }
         write_process(out, ev);
+        write_container(out, ev);
         if let Some(key) = &ev.audit_key {
             // One tag per key: the kernel joins a rule's keys with 0x01.
             out.extend_from_slice(b",\"tags\":[");
@@ -352,11 +353,78 @@ fn write_process(out: &mut Vec<u8>, ev: &Event) {
         }
         out.push(b'}');
     }
-    if let Some(id) = &p.container_id {
+}
+
+/// `container`: the one the engine acted on, with its name and image, else
+/// the one the acting process runs in.
+fn write_container(out: &mut Vec<u8>, ev: &Event) {
+    if let Some(c) = &ev.container {
+        out.extend_from_slice(b",\"container\":{\"id\":");
+        json_str(out, c.id.as_bytes());
+        if let Some(name) = &c.name {
+            out.extend_from_slice(b",\"name\":");
+            json_str(out, name.as_bytes());
+        }
+        if let Some(image) = &c.image {
+            out.extend_from_slice(b",\"image\":{\"name\":");
+            json_str(out, image.as_bytes());
+            out.push(b'}');
+        }
+        out.push(b'}');
+    } else if let Some(id) = &ev.process.container_id {
         out.extend_from_slice(b",\"container\":{\"id\":");
         json_str(out, id.as_bytes());
         out.push(b'}');
     }
+}
+
+fn write_engine(out: &mut Vec<u8>, engine: &EngineDetail) {
+    out.extend_from_slice(b",\"docker\":{\"action\":");
+    json_str(out, engine.action.as_bytes());
+    if engine.object_id.is_some() || engine.object_name.is_some() {
+        out.extend_from_slice(b",\"object\":{");
+        let mut sep = "";
+        if let Some(id) = &engine.object_id {
+            out.extend_from_slice(b"\"id\":");
+            json_str(out, id.as_bytes());
+            sep = ",";
+        }
+        if let Some(name) = &engine.object_name {
+            out.extend_from_slice(sep.as_bytes());
+            out.extend_from_slice(b"\"name\":");
+            json_str(out, name.as_bytes());
+        }
+        out.push(b'}');
+    }
+    if let Some(exec) = &engine.exec {
+        out.extend_from_slice(b",\"exec\":{\"command\":");
+        json_str(out, exec.command.as_bytes());
+        out.extend_from_slice(b",\"user\":");
+        json_str(out, exec.user.as_bytes());
+        out.extend_from_slice(b",\"privileged\":");
+        out.extend_from_slice(if exec.privileged { b"true" } else { b"false" });
+        out.push(b'}');
+    }
+    if !engine.risks.is_empty() {
+        out.extend_from_slice(b",\"risks\":[");
+        for (i, risk) in engine.risks.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"check\":");
+            json_str(out, risk.check_id.as_bytes());
+            out.extend_from_slice(b",\"title\":");
+            json_str(out, risk.title.as_bytes());
+            out.extend_from_slice(b",\"evidence\":");
+            json_str(out, risk.evidence.as_bytes());
+            out.extend_from_slice(b",\"value\":");
+            // serde_json's Display escapes strings properly and emits UTF-8.
+            out.extend_from_slice(risk.value.to_string().as_bytes());
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
 }
 
 fn write_detail(out: &mut Vec<u8>, detail: &Detail) {
@@ -434,6 +502,7 @@ fn write_detail(out: &mut Vec<u8>, detail: &Detail) {
             }
             out.push(b'}');
         }
+        Detail::Engine(engine) => write_engine(out, engine),
     }
 }
 

@@ -188,6 +188,21 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let cfg = Config::parse(path, &text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.outputs, ["stdout", "syslog+unix:///dev/log"]);
+        assert!(cfg.sources.docker.enabled);
+        assert_eq!(
+            cfg.sources.docker.socket,
+            PathBuf::from("/var/run/docker.sock")
+        );
+    }
+
+    #[test]
+    fn docker_section_rejects_unknown_keys() {
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[sources.docker]\nenabled = false\nsock = \"/run/docker.sock\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.col), (Some(3), Some(1)), "{err}");
     }
 
     #[test]

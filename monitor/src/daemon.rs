@@ -22,6 +22,7 @@ use crate::posture::Posture;
 use crate::privilege::{self, Capability};
 use crate::rules::{RuleSet, Watch};
 use crate::source::audit::{AuditMode, AuditSource};
+use crate::source::docker::DockerSource;
 use crate::source::ebpf::EbpfSource;
 use crate::source::mounts::MountsSource;
 
@@ -140,6 +141,11 @@ async fn run_async(
     } else {
         None
     };
+    // Waits for an engine that is not running yet, so it always starts.
+    let docker = config.sources.docker.enabled.then(|| {
+        started.push("docker");
+        DockerSource::start(&config.sources.docker, tx.clone())
+    });
     drop(tx);
     // Audit checkpoints advance only past events handled here.
     let audit_acks = audit.as_ref().map(AuditSource::acks);
@@ -158,7 +164,11 @@ async fn run_async(
                 .iter()
                 .map(|p| p.as_os_str().as_bytes().to_vec())
                 .collect(),
-        );
+        )
+        .attributing(&config.sources.docker.socket);
+    if let Some(docker) = &docker {
+        pipeline = pipeline.naming(docker.names());
+    }
     let (_control, mut calls) = Control::start(&config.control).await;
     let mut heartbeat = (config.control.heartbeat_secs > 0).then(|| {
         let every = std::time::Duration::from_secs(config.control.heartbeat_secs);
@@ -185,11 +195,12 @@ async fn run_async(
         let mut reload_asked = None;
         tokio::select! {
             event = rx.recv() => match event {
-                Some(event) => {
+                Some(mut event) => {
                     from_audit = event.source == Source::Audit;
                     if let (Source::Mounts, Some(ebpf)) = (event.source, ebpf.as_ref()) {
                         ebpf.follow_mounts();
                     }
+                    pipeline.attribute(&mut event, Instant::now());
                     counters.on_event(&event);
                     if let Some(posture) = posture.as_mut() {
                         alerts.extend(posture.on_event(&event));

@@ -72,7 +72,7 @@ fn a_write_seen_by_both_sources_is_one_alert_naming_both(hooks: &str) {
     daemon
         .log()
         .iter()
-        .find(|l| l.contains("sources=\"ebpf,audit\""))
+        .find(|l| l.contains("sources=\"ebpf,audit"))
         .unwrap_or_else(|| panic!("both sources must run: {:#?}", daemon.log()));
 
     let new_config = tmp.path().join("daemon.json.new");

@@ -249,6 +249,42 @@ const CASES: &[Case] = &[
         at: "10.yaml:5:5",
         says: "the rule has no paths, so it can never match",
     },
+    Case {
+        what: "no paths on a path action",
+        files: &[(
+            "10.yaml",
+            "rules:\n  - id: r1\n    name: x\n    severity: warning\n    actions: [open_write]\n",
+        )],
+        at: "10.yaml:2:9",
+        says: "the rule has no `paths:`; its actions happen to files",
+    },
+    Case {
+        what: "paths on an engine action",
+        files: &[(
+            "10.yaml",
+            "rules:\n  - id: r1\n    name: x\n    severity: warning\n    paths: [/etc/docker]\n    actions: [container_exec]\n",
+        )],
+        at: "10.yaml:5:5",
+        says: "engine actions (container_exec) have no path, so `paths:` can never match",
+    },
+    Case {
+        what: "engine and path actions in one rule",
+        files: &[(
+            "10.yaml",
+            "rules:\n  - id: r1\n    name: x\n    severity: warning\n    paths: [/etc/docker]\n    actions: [open_write, container_cp]\n",
+        )],
+        at: "10.yaml:6:5",
+        says: "engine actions (container_cp) are about containers, images and plugins, not paths, and cannot share a rule with path actions (open_write)",
+    },
+    Case {
+        what: "exception paths on an engine rule",
+        files: &[(
+            "10.yaml",
+            "rules:\n  - id: r1\n    name: x\n    severity: warning\n    actions: [container_exec]\n    except:\n      - paths: [/etc]\n",
+        )],
+        at: "10.yaml:7:9",
+        says: "an exception's `paths:` can never apply",
+    },
 ];
 
 fn lint(dir: &Path) -> (i32, String, String) {
@@ -290,7 +326,7 @@ fn shipped_rules_pass_lint() {
     let (code, stdout, stderr) = lint(&shipped_rules());
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("no problems"), "{stdout}");
-    assert!(stdout.contains(" 27 rules (0 disabled)"), "{stdout}");
+    assert!(stdout.contains(" 33 rules (0 disabled)"), "{stdout}");
 }
 
 #[test]

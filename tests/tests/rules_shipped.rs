@@ -33,6 +33,12 @@ fn renamed(from: &str, to: &str, exe: &str) -> Event {
     event
 }
 
+/// An engine event (source::docker) on a container.
+fn engine(action: &str) -> Event {
+    let action = Action::from_name(action).expect("known action");
+    Event::new(Source::Docker, action)
+}
+
 fn in_container(mut event: Event) -> Event {
     event.process.container_id = Some(CONTAINER.to_string());
     event
@@ -396,6 +402,42 @@ fn scenarios() -> Vec<Scenario> {
                 ev("open_write", "/etc/group+", "/usr/sbin/usermod"),
                 ev("open_write", "/etc/group.lock", "/usr/sbin/usermod"),
             ],
+        ),
+        s(
+            "docker-container-exec",
+            vec![engine("container_exec")],
+            vec![engine("container_start"), engine("container_create")],
+        ),
+        s(
+            "docker-container-cp",
+            vec![engine("container_cp")],
+            // Copying out is reading, as `docker logs` is.
+            vec![engine("container_archive")],
+        ),
+        s(
+            "docker-container-commit",
+            vec![engine("container_commit")],
+            vec![engine("container_update")],
+        ),
+        s(
+            "docker-plugin-changed",
+            vec![
+                engine("plugin_install"),
+                engine("plugin_enable"),
+                engine("plugin_remove"),
+            ],
+            vec![],
+        ),
+        s(
+            "docker-plugin-disabled",
+            vec![engine("plugin_disable")],
+            vec![],
+        ),
+        s(
+            "docker-image-load",
+            vec![engine("image_load"), engine("image_import")],
+            // Pulls come from a registry, which the daemon's settings judge.
+            vec![engine("image_pull")],
         ),
     ]
 }

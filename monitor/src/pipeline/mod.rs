@@ -1,4 +1,5 @@
-//! Event → matched rules → [`Alert`], then the two stages that keep alerts
+//! Event → matched rules → [`Alert`], with engine actions first attributed
+//! to the client that asked ([`attribute`]), then the two stages that keep alerts
 //! few and whole: correlation of the same action seen by both sources
 //! ([`correlate`]) and flood aggregation ([`flood`]).
 //!
@@ -6,6 +7,7 @@
 //! rule; they become alerts of their own ([`own_reports`]) and skip
 //! correlation and flood control, which would only delay or fold them.
 
+mod attribute;
 mod correlate;
 mod flood;
 mod own_reports;
@@ -17,9 +19,11 @@ use serde::Deserialize;
 
 use crate::alert::Alert;
 use crate::alert::RuleRef;
-use crate::event::Event;
+use crate::event::{Action, Event};
 use crate::rules::RuleSet;
+use crate::source::docker::ContainerNames;
 
+use attribute::Attribution;
 use correlate::Correlator;
 use flood::FloodControl;
 use own_reports::OwnReports;
@@ -66,6 +70,13 @@ pub struct Pipeline {
     /// events (a fresh Vec per event showed in replay profiles). It holds
     /// no elements between calls; see [`recycle`].
     matched: Vec<&'static Arc<RuleRef>>,
+    /// dockwatch's own pid: its connections (the docker source's to
+    /// docker.sock, a syslog sink's) are seen by the probes and by audit,
+    /// and are not activity to report.
+    own_pid: u32,
+    attribution: Attribution,
+    /// Names and images of containers, from the docker source.
+    names: Option<ContainerNames>,
 }
 
 impl Pipeline {
@@ -85,6 +96,9 @@ impl Pipeline {
             own: OwnReports::new(),
             staged: Vec::new(),
             matched: Vec::new(),
+            own_pid: std::process::id(),
+            attribution: Attribution::new(std::path::Path::new("/var/run/docker.sock")),
+            names: None,
         }
     }
 
@@ -109,8 +123,35 @@ impl Pipeline {
         self.rules = rules;
     }
 
+    /// Attributes engine events to the client on `socket` (the engine's
+    /// API socket, `[sources.docker] socket`).
+    pub fn attributing(mut self, socket: &std::path::Path) -> Pipeline {
+        self.attribution = Attribution::new(socket);
+        self
+    }
+
+    /// Names the container of events from processes in one.
+    pub fn naming(mut self, names: ContainerNames) -> Pipeline {
+        self.names = Some(names);
+        self
+    }
+
+    /// Gives an engine event the client process that asked for it (and
+    /// notes clients' connects), and an event from a process in a
+    /// container that container's name and image. Called for every event
+    /// before anything else sees it, so that posture's reports have both.
+    pub fn attribute(&mut self, event: &mut Event, now: Instant) {
+        self.attribution.apply(event, now);
+        if let Some(names) = &self.names {
+            attribute::name_container(event, names);
+        }
+    }
+
     /// Feeds one event; alerts ready now are appended to `out`.
     pub fn push(&mut self, event: Event, now: Instant, out: &mut Vec<Alert>) {
+        if event.action == Action::Connect && event.process.pid == self.own_pid {
+            return;
+        }
         if let Some(rule) = self.own.rule_for(&event) {
             out.push(Alert::new(event, Arc::clone(rule), self.host.clone()));
             return;

@@ -87,6 +87,11 @@ impl Baseline {
         }
     }
 
+    /// Section 5 for a container the engine described (its inspect JSON).
+    pub fn judge_container(&self, inspect: &serde_json::Value, out: &mut Vec<Finding>) {
+        containers::judge_inspect(inspect, &self.config, &self.devices, out);
+    }
+
     /// Files (or directories, with everything below) whose change can
     /// change the group's verdicts.
     pub fn dependencies(&self, group: Group) -> Vec<PathBuf> {

@@ -89,6 +89,14 @@ check!(
     "Ensure that the host's IPC namespace is not shared"
 );
 check!(
+    HOST_UTS,
+    "5.20",
+    true,
+    Fail,
+    Error,
+    "Ensure that the host's UTS namespace is not shared"
+);
+check!(
     SECCOMP,
     "5.21",
     true,
@@ -154,6 +162,8 @@ struct HostConfig {
     pid_mode: String,
     ipc_mode: String,
     userns_mode: String,
+    #[serde(rename = "UTSMode")]
+    uts_mode: String,
     cap_add: Option<Vec<String>>,
 }
 
@@ -323,6 +333,51 @@ fn container(
             return;
         }
     };
+    let start = out.len();
+    judge(short, host_config, state, config, allowed, out);
+    for finding in &mut out[start..] {
+        finding.path = Some(host_config_path.clone());
+    }
+}
+
+/// Section 5 for a container the engine just described (`docker inspect`'s
+/// JSON, as source::docker passes it on): the same checks as for its state
+/// files, before the container has run.
+pub fn judge_inspect(
+    inspect: &Value,
+    config: &PostureConfig,
+    allowed: &DeviceAllowList,
+    out: &mut Vec<Finding>,
+) {
+    let id = inspect["Id"].as_str().unwrap_or_default();
+    let short = &id[..id.len().min(12)];
+    let host_config = HostConfig::deserialize(&inspect["HostConfig"]).unwrap_or_default();
+    // Inspect lists mounts as an array where config.v2.json keys them by
+    // destination; only their sources are judged.
+    let mount_points = Vec::<MountSpec>::deserialize(&inspect["Mounts"])
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| (i.to_string(), m))
+        .collect();
+    let state = ContainerState {
+        name: inspect["Name"].as_str().unwrap_or_default().to_string(),
+        apparmor_profile: inspect["AppArmorProfile"].as_str().map(str::to_string),
+        no_new_privileges: None,
+        mount_points: Some(mount_points),
+    };
+    judge(short, host_config, state, config, allowed, out);
+}
+
+/// Every section 5 check of one container.
+fn judge(
+    short: &str,
+    host_config: HostConfig,
+    state: ContainerState,
+    config: &PostureConfig,
+    allowed: &DeviceAllowList,
+    out: &mut Vec<Finding>,
+) {
     let name = state.name.trim_start_matches('/');
     let label = if name.is_empty() {
         short.to_string()
@@ -330,80 +385,64 @@ fn container(
         format!("{name} ({short})")
     };
     let key = |what: &str| format!("{label}: {what}");
-    let at = host_config_path.clone();
 
-    out.push(
-        PRIVILEGED
-            .verdict(
-                !host_config.privileged,
-                key("privileged"),
-                json!(host_config.privileged),
-                format!(
-                    "{label} runs {}privileged",
-                    if host_config.privileged { "" } else { "un" }
-                ),
-            )
-            .at(&at),
-    );
+    out.push(PRIVILEGED.verdict(
+        !host_config.privileged,
+        key("privileged"),
+        json!(host_config.privileged),
+        format!(
+            "{label} runs {}privileged",
+            if host_config.privileged { "" } else { "un" }
+        ),
+    ));
 
     let sources = mount_sources(&host_config, &state);
     let dev: Vec<&String> = sources
         .iter()
         .filter(|s| *s == "/dev" || *s == "/")
         .collect();
-    out.push(
-        HOST_DEV
-            .verdict(
-                dev.is_empty(),
-                key("/dev mounted"),
-                json!(dev),
-                if dev.is_empty() {
-                    format!("{label} does not mount the host's /dev")
-                } else {
-                    format!("{label} mounts the host's {}", join(&dev))
-                },
-            )
-            .at(&at),
-    );
+    out.push(HOST_DEV.verdict(
+        dev.is_empty(),
+        key("/dev mounted"),
+        json!(dev),
+        if dev.is_empty() {
+            format!("{label} does not mount the host's /dev")
+        } else {
+            format!("{label} mounts the host's {}", join(&dev))
+        },
+    ));
     let sensitive: Vec<&String> = sources
         .iter()
         .filter(|s| SENSITIVE.contains(&s.as_str()))
         .collect();
-    out.push(
-        SENSITIVE_DIRS
-            .verdict(
-                sensitive.is_empty(),
-                key("host dirs mounted"),
-                json!(sensitive),
-                if sensitive.is_empty() {
-                    format!("{label} mounts no sensitive host directory")
-                } else {
-                    format!("{label} mounts the host's {}", join(&sensitive))
-                },
-            )
-            .at(&at),
-    );
+    out.push(SENSITIVE_DIRS.verdict(
+        sensitive.is_empty(),
+        key("host dirs mounted"),
+        json!(sensitive),
+        if sensitive.is_empty() {
+            format!("{label} mounts no sensitive host directory")
+        } else {
+            format!("{label} mounts the host's {}", join(&sensitive))
+        },
+    ));
     for (check, what, mode) in [
         (&HOST_NETWORK, "network", &host_config.network_mode),
         (&HOST_PID, "pid", &host_config.pid_mode),
         (&HOST_IPC, "ipc", &host_config.ipc_mode),
+        (&HOST_UTS, "uts", &host_config.uts_mode),
         (&HOST_USERNS, "userns", &host_config.userns_mode),
     ] {
         let shared = mode == "host";
-        out.push(
-            check
-                .verdict(
-                    !shared,
-                    key(&format!("{what} namespace")),
-                    json!(mode),
-                    if shared {
-                        format!("{label} shares the host's {what} namespace")
-                    } else {
-                        format!("{label} has its own {what} namespace")
-                    },
-                )
-                .at(&at),
-        );
+        out.push(check.verdict(
+            !shared,
+            key(&format!("{what} namespace")),
+            json!(mode),
+            if shared {
+                format!("{label} shares the host's {what} namespace")
+            } else {
+                format!("{label} has its own {what} namespace")
+            },
+        ));
     }
     let caps: Vec<String> = host_config
         .cap_add
@@ -413,20 +452,16 @@ fn container(
         .map(|c| c.strip_prefix("CAP_").map(str::to_string).unwrap_or(c))
         .filter(|c| RISKY_CAPS.contains(&c.as_str()))
         .collect();
-    out.push(
-        CAPABILITIES
-            .verdict(
-                caps.is_empty(),
-                key("added capabilities"),
-                json!(caps),
-                if caps.is_empty() {
-                    format!("{label} adds no capability that reaches the host")
-                } else {
-                    format!("{label} adds {}", caps.join(", "))
-                },
-            )
-            .at(&at),
-    );
+    out.push(CAPABILITIES.verdict(
+        caps.is_empty(),
+        key("added capabilities"),
+        json!(caps),
+        if caps.is_empty() {
+            format!("{label} adds no capability that reaches the host")
+        } else {
+            format!("{label} adds {}", caps.join(", "))
+        },
+    ));
     let socket = config.docker_socket.to_string_lossy();
     let sock: Vec<&String> = sources
         .iter()
@@ -437,20 +472,16 @@ fn container(
             ) || **s == socket
         })
         .collect();
-    out.push(
-        DOCKER_SOCK
-            .verdict(
-                sock.is_empty(),
-                key("docker.sock mounted"),
-                json!(sock),
-                if sock.is_empty() {
-                    format!("{label} does not mount the Docker socket")
-                } else {
-                    format!("{label} mounts {} (the Docker socket)", join(&sock))
-                },
-            )
-            .at(&at),
-    );
+    out.push(DOCKER_SOCK.verdict(
+        sock.is_empty(),
+        key("docker.sock mounted"),
+        json!(sock),
+        if sock.is_empty() {
+            format!("{label} does not mount the Docker socket")
+        } else {
+            format!("{label} mounts {} (the Docker socket)", join(&sock))
+        },
+    ));
 
     let devices: Vec<String> = host_config
         .devices
@@ -459,20 +490,16 @@ fn container(
         .map(|d| d.path_on_host)
         .filter(|p| !allowed.allows(p))
         .collect();
-    out.push(
-        DEVICES
-            .verdict(
-                devices.is_empty(),
-                key("devices"),
-                json!(devices),
-                if devices.is_empty() {
-                    format!("{label} has no host device beyond the allowed list")
-                } else {
-                    format!("{label} has host devices {}", devices.join(", "))
-                },
-            )
-            .at(&at),
-    );
+    out.push(DEVICES.verdict(
+        devices.is_empty(),
+        key("devices"),
+        json!(devices),
+        if devices.is_empty() {
+            format!("{label} has no host device beyond the allowed list")
+        } else {
+            format!("{label} has host devices {}", devices.join(", "))
+        },
+    ));
 
     let security_opt = host_config.security_opt.unwrap_or_default();
     let opt = |name: &str| {
@@ -485,53 +512,41 @@ fn container(
         .or(state.apparmor_profile.clone())
         .filter(|p| !p.is_empty());
     let unconfined = profile.as_deref() == Some("unconfined");
-    out.push(
-        APPARMOR
-            .verdict(
-                !unconfined,
-                key("apparmor profile"),
-                json!(profile),
-                match &profile {
-                    Some(p) => format!("{label} runs with AppArmor profile {p}"),
-                    None => format!("{label} sets no AppArmor profile (Docker's default applies)"),
-                },
-            )
-            .at(&at),
-    );
+    out.push(APPARMOR.verdict(
+        !unconfined,
+        key("apparmor profile"),
+        json!(profile),
+        match &profile {
+            Some(p) => format!("{label} runs with AppArmor profile {p}"),
+            None => format!("{label} sets no AppArmor profile (Docker's default applies)"),
+        },
+    ));
 
     let seccomp = opt("seccomp").filter(|p| !p.is_empty());
     let no_seccomp = seccomp.as_deref() == Some("unconfined");
-    out.push(
-        SECCOMP
-            .verdict(
-                !no_seccomp,
-                key("seccomp profile"),
-                json!(seccomp),
-                match &seccomp {
-                    Some(p) => format!("{label} runs with seccomp profile {p}"),
-                    None => format!("{label} keeps Docker's default seccomp profile"),
-                },
-            )
-            .at(&at),
-    );
+    out.push(SECCOMP.verdict(
+        !no_seccomp,
+        key("seccomp profile"),
+        json!(seccomp),
+        match &seccomp {
+            Some(p) => format!("{label} runs with seccomp profile {p}"),
+            None => format!("{label} keeps Docker's default seccomp profile"),
+        },
+    ));
 
     let nnp = opt("no-new-privileges")
         .map(|v| v == "true")
         .unwrap_or(false)
         || state.no_new_privileges.unwrap_or(false);
-    out.push(
-        NEW_PRIVILEGES
-            .verdict(
-                nnp,
-                key("no-new-privileges"),
-                json!(nnp),
-                format!(
-                    "{label} has no-new-privileges {}",
-                    if nnp { "on" } else { "off" }
-                ),
-            )
-            .at(&at),
-    );
+    out.push(NEW_PRIVILEGES.verdict(
+        nnp,
+        key("no-new-privileges"),
+        json!(nnp),
+        format!(
+            "{label} has no-new-privileges {}",
+            if nnp { "on" } else { "off" }
+        ),
+    ));
 
     let mut open = Vec::new();
     for (port, bindings) in host_config.port_bindings.unwrap_or_default() {
@@ -546,20 +561,16 @@ fn container(
             }
         }
     }
-    out.push(
-        ALL_INTERFACES
-            .verdict(
-                open.is_empty(),
-                key("ports on all interfaces"),
-                json!(open),
-                if open.is_empty() {
-                    format!("{label} publishes no port on all interfaces")
-                } else {
-                    format!("{label} publishes {}", open.join(", "))
-                },
-            )
-            .at(&at),
-    );
+    out.push(ALL_INTERFACES.verdict(
+        open.is_empty(),
+        key("ports on all interfaces"),
+        json!(open),
+        if open.is_empty() {
+            format!("{label} publishes no port on all interfaces")
+        } else {
+            format!("{label} publishes {}", open.join(", "))
+        },
+    ));
 }
 
 /// Host paths mounted into the container, normalized (no trailing slash).

@@ -3,8 +3,19 @@
 //! time an event on a file re-evaluates a check to a different verdict or
 //! value. A periodic full re-check covers lost events and state that no
 //! file event reports (mounts, the kernel's audit rules, sysfs).
+//!
+//! A `container_create` from the engine carries the new container's
+//! configuration: it is judged at once by the same section 5 checks, and
+//! what fails is one `docker-risky-container` alert naming every risk with
+//! its CIS id, before the container ever runs. This is a built-in report
+//! rather than a rule in rules/: the verdict is posture's (the checks and
+//! their allow lists live here, and a rule would have to repeat them in a
+//! language made for actions, paths and processes), while rules still see
+//! every `container_create` for what they can judge (who, which image).
+//! The container's state files then appear on disk; their findings are not
+//! reported a second time as drift.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -19,11 +30,14 @@ use super::finding::{Finding, Status};
 use super::host::resolved;
 use super::PostureConfig;
 use crate::alert::{Alert, RuleRef, Severity};
-use crate::event::{Action, Detail, Event, PostureChange, Process, Source};
+use crate::event::{Action, Detail, Event, PostureChange, Process, Risk, Source};
 use crate::rules::Watch;
 
 /// Audit key and rule-watch key of the files posture depends on.
 pub const WATCH_KEY: &str = "dockwatch-posture";
+
+/// Rule id of the alert for a container created with a risky configuration.
+pub const RISKY_CONTAINER: &str = "docker-risky-container";
 
 /// Longest a burst of events may postpone a re-check.
 const MAX_SETTLE: Duration = Duration::from_secs(2);
@@ -54,7 +68,14 @@ pub struct Posture {
     recheck: Duration,
     next_recheck: Instant,
     rules: HashMap<(String, Severity), Arc<RuleRef>>,
+    /// Containers whose configuration was judged from the engine's
+    /// create: their state files are not new findings.
+    judged: HashSet<String>,
 }
+
+/// Most container ids remembered in [`Posture::judged`]; past it the set
+/// starts over (a forgotten one costs a duplicate alert, not a lost one).
+const JUDGED_MAX: usize = 4096;
 
 impl Posture {
     /// Reads the baseline; returns the posture and one `posture_finding`
@@ -78,6 +99,7 @@ impl Posture {
             recheck: Duration::from_secs(config.recheck_secs.max(1)),
             next_recheck: now + Duration::from_secs(config.recheck_secs.max(1)),
             rules: HashMap::new(),
+            judged: HashSet::new(),
         };
         let mut alerts = Vec::new();
         for group in Group::ALL {
@@ -121,6 +143,11 @@ impl Posture {
     /// once their files settle. Returns alerts that are due now.
     pub fn on_event(&mut self, event: &Event) -> Vec<Alert> {
         let now = Instant::now();
+        let risky = if event.action == Action::ContainerCreate {
+            self.judge_created(event)
+        } else {
+            None
+        };
         if event.source != Source::Monitor {
             let groups = self.affected(event);
             for group in groups {
@@ -134,7 +161,57 @@ impl Posture {
                 pending.process = Some(event.process.clone());
             }
         }
-        self.tick(now)
+        let mut alerts = self.tick(now);
+        alerts.extend(risky);
+        alerts
+    }
+
+    /// The `docker-risky-container` alert for a container the engine
+    /// created, when its configuration fails a section 5 check.
+    fn judge_created(&mut self, event: &Event) -> Option<Alert> {
+        let Detail::Engine(engine) = &event.detail else {
+            return None;
+        };
+        let inspect = engine.inspect.as_ref()?;
+        if let Some(container) = &event.container {
+            if self.judged.len() >= JUDGED_MAX {
+                self.judged.clear();
+            }
+            self.judged.insert(container.id.clone());
+        }
+        let mut found = Vec::new();
+        self.baseline.judge_container(inspect, &mut found);
+        // Fail only: a missing hardening option (no-new-privileges, ports
+        // on all interfaces) is the file-based finding's business, or every
+        // default `docker run` would be a risky container.
+        let failed: Vec<&Finding> = found.iter().filter(|f| f.status == Status::Fail).collect();
+        if failed.is_empty() {
+            return None;
+        }
+        let severity = failed.iter().map(|f| f.check.severity).min()?;
+        let mut tags: Vec<String> = failed.iter().flat_map(|f| f.check.tags()).collect();
+        tags.sort();
+        tags.dedup();
+        let rule = Arc::new(RuleRef::new(
+            RISKY_CONTAINER.to_string(),
+            "Container created with a risky configuration".to_string(),
+            severity,
+            tags,
+        ));
+        let mut event = event.clone();
+        if let Detail::Engine(engine) = &mut event.detail {
+            engine.inspect = None;
+            engine.risks = failed
+                .iter()
+                .map(|f| Risk {
+                    check_id: f.check.id.to_string(),
+                    title: f.check.title.to_string(),
+                    evidence: f.evidence.clone(),
+                    value: f.value.clone(),
+                })
+                .collect();
+        }
+        Some(Alert::new(event, rule, self.host.clone()))
     }
 
     /// When [`Posture::tick`] must next run.
@@ -231,8 +308,9 @@ impl Posture {
             let changed = match old {
                 Some(old) => old.status != after.status || old.value != after.value,
                 // A new key (a container, a certificate) matters only when
-                // it does not pass.
-                None => after.status >= Status::Warn,
+                // it does not pass, and a container the engine's create
+                // was judged for has been reported already.
+                None => after.status >= Status::Warn && !self.was_judged(group, after),
             };
             if changed {
                 let before = old.map_or(Value::Null, |o| o.value.clone());
@@ -267,6 +345,17 @@ impl Posture {
                 *deps = modes;
             }
         }
+    }
+
+    /// `finding` is about a container judged at its engine create.
+    fn was_judged(&self, group: Group, finding: &Finding) -> bool {
+        group == Group::Containers
+            && finding
+                .path
+                .as_ref()
+                .and_then(|p| p.parent())
+                .and_then(|dir| dir.file_name())
+                .is_some_and(|id| self.judged.contains(&*id.to_string_lossy()))
     }
 
     fn alert(

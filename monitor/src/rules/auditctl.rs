@@ -12,7 +12,7 @@ use std::path::Path;
 use super::Watch;
 use crate::event::Action;
 
-fn any_of(mask: u32, actions: &[Action]) -> bool {
+fn any_of(mask: u64, actions: &[Action]) -> bool {
     actions.iter().any(|a| mask & a.bit() != 0)
 }
 
@@ -31,7 +31,7 @@ pub(crate) fn render(
     parent_exists: impl Fn(&Path) -> bool,
 ) -> String {
     struct Merged<'a> {
-        actions: u32,
+        actions: u64,
         keys: Vec<&'a str>,
         connect_keys: Vec<&'a str>,
     }

@@ -27,7 +27,7 @@ pub(crate) struct RuleDef {
     pub description: String,
     pub enabled: bool,
     pub paths: Vec<PathPattern>,
-    pub actions: u32,
+    pub actions: u64,
     pub process: ProcessCond,
     pub except: Vec<ExceptDef>,
     /// `file:line:col` of the rule's id, for `rules list`.
@@ -97,7 +97,7 @@ impl ProcessCond {
 #[derive(Debug, Clone)]
 pub(crate) struct ExceptDef {
     pub paths: Option<Vec<PathPattern>>,
-    pub actions: Option<u32>,
+    pub actions: Option<u64>,
     pub process: ProcessCond,
 }
 
@@ -149,6 +149,8 @@ struct Draft {
     enabled: bool,
     paths: Vec<Item>,
     paths_origin: Origin,
+    /// `paths:` was written (in the rule or a `modify:` append).
+    paths_given: bool,
     actions: Vec<Item>,
     actions_origin: Origin,
     process: DraftProcess,
@@ -286,6 +288,10 @@ pub(crate) fn load_files(paths: &[PathBuf]) -> Result<Vec<RuleDef>, ConfigError>
             let add = modify.append;
             rule.tags
                 .extend(items_at(&add.tags, &append.key("tags"), file));
+            if !add.paths.is_empty() {
+                rule.paths_given = true;
+                rule.paths_origin = at(append.key_name("paths"));
+            }
             rule.paths
                 .extend(items_at(&add.paths, &append.key("paths"), file));
             rule.actions
@@ -351,7 +357,12 @@ fn draft(spec: RuleSpec, node: &NodePath, file: usize) -> Draft {
         },
         tags: items_at(&spec.tags, &node.key("tags"), file),
         enabled: spec.enabled,
-        paths: items_at(&spec.paths, &node.key("paths"), file),
+        paths_given: spec.paths.is_some(),
+        paths: items_at(
+            spec.paths.as_deref().unwrap_or_default(),
+            &node.key("paths"),
+            file,
+        ),
         paths_origin: at(node.key_name("paths")),
         actions: items_at(&spec.actions, &node.key("actions"), file),
         actions_origin: at(node.key_name("actions")),
@@ -464,11 +475,45 @@ impl Resolver<'_> {
             )
         })?;
         let tags = self.expand(&d.tags)?;
-        let paths = self.paths(&d.paths, &d.paths_origin, "rule")?;
         let actions = self.actions(&d.actions, &d.actions_origin)?;
+        let engine = actions & engine_mask();
+        let paths = if engine == 0 {
+            if !d.paths_given {
+                return Err(self.files.error(
+                    &d.id_origin,
+                    "the rule has no `paths:`; its actions happen to files, so list at least one path",
+                ));
+            }
+            self.paths(&d.paths, &d.paths_origin, "rule")?
+        } else if engine != actions {
+            return Err(self.files.error(
+                &d.actions_origin,
+                format!(
+                    "engine actions ({}) are about containers, images and plugins, not paths, and cannot share a rule with path actions ({}); split it into two rules",
+                    names(engine),
+                    names(actions & !engine)
+                ),
+            ));
+        } else if d.paths_given {
+            return Err(self.files.error(
+                &d.paths_origin,
+                format!(
+                    "engine actions ({}) have no path, so `paths:` can never match; remove it",
+                    names(engine)
+                ),
+            ));
+        } else {
+            Vec::new()
+        };
         let process = self.process(&d.process)?;
         let mut except = Vec::with_capacity(d.except.len());
         for e in &d.except {
+            if let (true, Some((_, origin))) = (engine != 0, &e.paths) {
+                return Err(self.files.error(
+                    origin,
+                    "the rule's actions are engine actions, which have no path, so an exception's `paths:` can never apply; remove it",
+                ));
+            }
             except.push(self.except(e, actions)?);
         }
         Ok(RuleDef {
@@ -488,7 +533,7 @@ impl Resolver<'_> {
         })
     }
 
-    fn except(&self, e: &DraftExcept, rule_actions: u32) -> Result<ExceptDef, ConfigError> {
+    fn except(&self, e: &DraftExcept, rule_actions: u64) -> Result<ExceptDef, ConfigError> {
         let paths = match &e.paths {
             Some((items, origin)) => Some(self.paths(items, origin, "exception")?),
             None => None,
@@ -583,7 +628,7 @@ impl Resolver<'_> {
             .collect()
     }
 
-    fn actions(&self, items: &[Item], origin: &Origin) -> Result<u32, ConfigError> {
+    fn actions(&self, items: &[Item], origin: &Origin) -> Result<u64, ConfigError> {
         let items = self.expand(items)?;
         if items.is_empty() {
             return Err(self.files.error(
@@ -715,11 +760,29 @@ pub(crate) fn parse_path(text: &str) -> Result<PathPattern, String> {
     })
 }
 
-fn parse_action(text: &str) -> Result<u32, String> {
+/// The engine actions, as one mask.
+fn engine_mask() -> u64 {
+    Action::ALL
+        .iter()
+        .filter(|a| a.is_engine())
+        .fold(0, |m, a| m | a.bit())
+}
+
+/// The names of the actions of `mask`, comma separated.
+fn names(mask: u64) -> String {
+    let names: Vec<&str> = Action::ALL
+        .iter()
+        .filter(|a| mask & a.bit() != 0)
+        .map(|a| a.as_str())
+        .collect();
+    names.join(", ")
+}
+
+fn parse_action(text: &str) -> Result<u64, String> {
     let Some(action) = Action::from_name(text) else {
         let known: Vec<&str> = Action::ALL
             .iter()
-            .filter(|a| is_path_action(**a))
+            .filter(|a| is_rule_action(**a))
             .map(|a| a.as_str())
             .collect();
         return Err(format!(
@@ -727,7 +790,7 @@ fn parse_action(text: &str) -> Result<u32, String> {
             known.join(", ")
         ));
     };
-    if !is_path_action(action) {
+    if !is_rule_action(action) {
         return Err(format!(
             "action `{text}` is reported by dockwatch itself, never for a path, so a rule can never match it"
         ));
@@ -735,8 +798,9 @@ fn parse_action(text: &str) -> Result<u32, String> {
     Ok(action.bit())
 }
 
-/// Actions that happen to a path; the others are dockwatch's own reports.
-pub(crate) fn is_path_action(action: Action) -> bool {
+/// Actions a rule can name: what happens to a path, and what the engine
+/// does; the others are dockwatch's own reports.
+pub(crate) fn is_rule_action(action: Action) -> bool {
     !matches!(
         action,
         Action::AuditConfig

@@ -6,6 +6,8 @@
 //! component of its path, plus one glob set per indexed directory on that
 //! walk; only rules found that way are looked at further. Actions are bit
 //! masks, so a whole rule set rejects an uninteresting action in one AND.
+//! Rules on engine actions have no path; they are kept in a list of their
+//! own, looked at only for engine events (a few a second at most).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -25,7 +27,7 @@ const AUID_UNSET: u32 = u32::MAX;
 pub(crate) struct Matcher {
     rules: Vec<CompiledRule>,
     /// Union of every rule's actions.
-    any_actions: u32,
+    any_actions: u64,
     /// Literal directory (or file) → rules anchored there. One lookup per
     /// path component of every event: foldhash, as SipHash showed in replay
     /// profiles; the keys come from the rule files, not from events.
@@ -33,6 +35,8 @@ pub(crate) struct Matcher {
     /// The lengths of the index's keys, one bit each ([`length_bit`]): most
     /// of an event's ancestors have a length no key has, and need no lookup.
     key_lengths: u64,
+    /// Rules on engine actions (no paths).
+    engine: Vec<u32>,
 }
 
 /// A bit per key length, lengths of 63 and more sharing the last.
@@ -55,7 +59,7 @@ struct GlobGroup {
 
 struct CompiledRule {
     info: Arc<RuleRef>,
-    actions: u32,
+    actions: u64,
     paths: PathSet,
     process: ProcessMatcher,
     except: Vec<ExceptMatcher>,
@@ -83,7 +87,7 @@ struct ValueSet {
 }
 
 struct ExceptMatcher {
-    actions: u32,
+    actions: u64,
     paths: Option<PathSet>,
     process: ProcessMatcher,
 }
@@ -94,8 +98,12 @@ impl Matcher {
         let mut pending_globs: HashMap<Box<[u8]>, (GlobSetBuilder, Vec<u32>)> = HashMap::new();
         let mut rules = Vec::new();
         let mut any_actions = 0;
+        let mut engine = Vec::new();
         for def in defs.iter().filter(|d| d.enabled) {
             let id = rules.len() as u32;
+            if def.paths.is_empty() {
+                engine.push(id);
+            }
             for pattern in &def.paths {
                 match pattern {
                     PathPattern::Subtree(p) => {
@@ -134,6 +142,7 @@ impl Matcher {
             any_actions,
             index,
             key_lengths,
+            engine,
         }
     }
 
@@ -145,6 +154,12 @@ impl Matcher {
     pub fn matches<'a>(&'a self, event: &Event, out: &mut Vec<&'a Arc<RuleRef>>) {
         let bit = event.action.bit();
         if self.any_actions & bit == 0 {
+            return;
+        }
+        if event.action.is_engine() {
+            for &rule in &self.engine {
+                self.consider(rule, event, bit, out);
+            }
             return;
         }
         // Allocates only when a glob matches.
@@ -171,7 +186,7 @@ impl Matcher {
         }
     }
 
-    fn consider<'a>(&'a self, rule: u32, event: &Event, bit: u32, out: &mut Vec<&'a Arc<RuleRef>>) {
+    fn consider<'a>(&'a self, rule: u32, event: &Event, bit: u64, out: &mut Vec<&'a Arc<RuleRef>>) {
         let rule = &self.rules[rule as usize];
         if rule.actions & bit == 0 || out.iter().any(|r| Arc::ptr_eq(r, &rule.info)) {
             return;
@@ -322,7 +337,7 @@ impl ProcessMatcher {
 impl ExceptMatcher {
     fn new(def: &ExceptDef) -> ExceptMatcher {
         ExceptMatcher {
-            actions: def.actions.unwrap_or(u32::MAX),
+            actions: def.actions.unwrap_or(u64::MAX),
             paths: def.paths.as_deref().map(PathSet::new),
             process: ProcessMatcher::new(&def.process),
         }
@@ -331,7 +346,7 @@ impl ExceptMatcher {
     /// The exception covers this event: right action and process, and every
     /// path of the event that the rule matched is one of its paths (so a
     /// rename *into* a watched file is not excused by its excused source).
-    fn applies(&self, event: &Event, bit: u32, rule_paths: &PathSet) -> bool {
+    fn applies(&self, event: &Event, bit: u64, rule_paths: &PathSet) -> bool {
         if self.actions & bit == 0 || !self.process.matches(&event.process) {
             return false;
         }

@@ -35,7 +35,7 @@ use matcher::Matcher;
 pub struct Watch {
     pub path: PathBuf,
     /// Actions of interest, as [`Action::bit`] masks.
-    pub actions: u32,
+    pub actions: u64,
     /// Audit key (`-k`): the id of the rule that wants this watch.
     pub key: String,
 }
@@ -95,7 +95,7 @@ impl RuleSet {
     /// Globs yield their literal directory: the sources watch it whole and
     /// the matcher picks out what the glob names.
     pub fn watches(&self) -> Vec<Watch> {
-        let mut merged: BTreeMap<(Vec<u8>, &str), u32> = BTreeMap::new();
+        let mut merged: BTreeMap<(Vec<u8>, &str), u64> = BTreeMap::new();
         for def in self.defs.iter().filter(|d| d.enabled) {
             for pattern in &def.paths {
                 *merged
@@ -204,7 +204,11 @@ fn list(rules: &RuleSet) -> String {
             out.push_str(&format!("  {}\n", def.description.trim()));
         }
         let paths: Vec<String> = def.paths.iter().map(|p| p.as_text()).collect();
-        out.push_str(&format!("  paths: {}\n", paths.join(" ")));
+        if paths.is_empty() {
+            out.push_str("  paths: none (engine actions)\n");
+        } else {
+            out.push_str(&format!("  paths: {}\n", paths.join(" ")));
+        }
         if !def.except.is_empty() {
             out.push_str(&format!("  exceptions: {}\n", def.except.len()));
         }

@@ -42,7 +42,9 @@ pub(super) struct RuleSpec {
     pub tags: Vec<Text>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
-    pub paths: Vec<Text>,
+    /// Required for path actions; absent for engine actions, which are
+    /// about containers, images and plugins.
+    pub paths: Option<Vec<Text>>,
     pub actions: Vec<Text>,
     /// Conditions the acting process must meet (all of them).
     #[serde(default)]

@@ -4,6 +4,7 @@
 //! [`Event`]: crate::event::Event
 
 pub mod audit;
+pub mod docker;
 pub mod ebpf;
 pub mod mounts;
 
@@ -15,6 +16,7 @@ use serde::Deserialize;
 pub struct SourcesConfig {
     pub ebpf: ebpf::EbpfConfig,
     pub audit: audit::AuditConfig,
+    pub docker: docker::DockerConfig,
     pub mounts: mounts::MountsConfig,
 }
 

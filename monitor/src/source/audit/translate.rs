@@ -499,6 +499,7 @@ impl Translator {
             process: Process::default(),
             audit_id: Some(group.id),
             audit_key: None,
+            container: None,
             detail: Detail::None,
         };
 

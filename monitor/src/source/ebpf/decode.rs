@@ -64,7 +64,7 @@ pub fn ops_of(action: Action) -> u32 {
 }
 
 /// Kernel operations for an [`Action::bit`] mask.
-pub fn ops_of_actions(actions: u32) -> u32 {
+pub fn ops_of_actions(actions: u64) -> u32 {
     Action::ALL
         .iter()
         .filter(|a| actions & a.bit() != 0)
