@@ -24,7 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::event::{Action, Detail, Event, Source};
 use crate::sink::file::FileSink;
 use crate::sink::{self, Target};
-use delivery::{Outbox, Plan};
+use delivery::{Outbox, Plan, Wire};
 use spool::SpoolWriter;
 
 /// The `[outbox]` section.
@@ -101,57 +101,17 @@ impl Outputs {
                     endpoint,
                     framing,
                     formatter,
-                } => {
-                    let mut dir = spool_dir(&config.state_dir, url);
-                    let mut private = false;
-                    let lock = match lock_spool(&dir) {
-                        Ok(lock) => Ok(lock),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            // Another dockwatch (a `run` beside a `replay`)
-                            // owns the spool: use one of our own, removed
-                            // at exit once delivered.
-                            let shared = dir.clone();
-                            dir.set_extension(format!("pid{}", std::process::id()));
-                            private = true;
-                            tracing::warn!(
-                                "spool {} is in use by another dockwatch; using {}",
-                                shared.display(),
-                                dir.display()
-                            );
-                            lock_spool(&dir)
-                        }
-                        Err(e) => Err(e),
-                    }
-                    .map_err(|e| {
-                        ConfigError::new(format!(
-                            "output {url:?}: cannot use the spool {}: {e}; set state_dir to a writable directory",
-                            dir.display()
-                        ))
-                    })?;
-                    let (writer, reader) = SpoolWriter::open(
-                        &dir,
-                        config.outbox.spool_max_bytes,
-                        config.outbox.segment_bytes.max(4096),
-                    )
-                    .map_err(|e| {
-                        ConfigError::new(format!(
-                            "output {url:?}: cannot open the spool {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                    let plan = Plan {
-                        name: url.clone(),
-                        endpoint,
-                        framing,
-                        formatter: Arc::new(formatter),
-                        resend_bytes: config.outbox.resend_bytes,
-                        host: host.clone(),
-                    };
-                    let outbox = Outbox::start(plan, writer, reader, lock).map_err(|e| {
-                        ConfigError::new(format!("output {url:?}: cannot start delivery: {e}"))
-                    })?;
-                    Output::Syslog(outbox, private.then_some(dir))
-                }
+                } => spooled(
+                    url,
+                    Wire::Syslog { endpoint, framing },
+                    formatter,
+                    config,
+                    &host,
+                )?,
+                Target::Relp {
+                    endpoint,
+                    formatter,
+                } => spooled(url, Wire::Relp(endpoint), formatter, config, &host)?,
             };
             sinks.push(sink);
         }
@@ -278,6 +238,63 @@ impl Outputs {
             }
         }
     }
+}
+
+/// A syslog or RELP output: its spool, locked, and its delivery thread.
+fn spooled(
+    url: &str,
+    wire: Wire,
+    formatter: sink::format::Formatter,
+    config: &Config,
+    host: &Arc<str>,
+) -> Result<Output, ConfigError> {
+    let mut dir = spool_dir(&config.state_dir, url);
+    let mut private = false;
+    let lock = match lock_spool(&dir) {
+        Ok(lock) => Ok(lock),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            // Another dockwatch (a `run` beside a `replay`)
+            // owns the spool: use one of our own, removed
+            // at exit once delivered.
+            let shared = dir.clone();
+            dir.set_extension(format!("pid{}", std::process::id()));
+            private = true;
+            tracing::warn!(
+                "spool {} is in use by another dockwatch; using {}",
+                shared.display(),
+                dir.display()
+            );
+            lock_spool(&dir)
+        }
+        Err(e) => Err(e),
+    }
+    .map_err(|e| {
+        ConfigError::new(format!(
+            "output {url:?}: cannot use the spool {}: {e}; set state_dir to a writable directory",
+            dir.display()
+        ))
+    })?;
+    let (writer, reader) = SpoolWriter::open(
+        &dir,
+        config.outbox.spool_max_bytes,
+        config.outbox.segment_bytes.max(4096),
+    )
+    .map_err(|e| {
+        ConfigError::new(format!(
+            "output {url:?}: cannot open the spool {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let plan = Plan {
+        name: url.to_string(),
+        wire,
+        formatter: Arc::new(formatter),
+        resend_bytes: config.outbox.resend_bytes,
+        host: host.clone(),
+    };
+    let outbox = Outbox::start(plan, writer, reader, lock)
+        .map_err(|e| ConfigError::new(format!("output {url:?}: cannot start delivery: {e}")))?;
+    Ok(Output::Syslog(outbox, private.then_some(dir)))
 }
 
 /// The alert that reports drops by an outbox bound.
