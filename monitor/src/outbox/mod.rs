@@ -419,4 +419,109 @@ mod tests {
             .collect();
         assert_eq!(left.len(), 1, "{left:?}");
     }
+
+    /// A RELP peer that reads frames off `conn`: `(txnr, command, data)`.
+    fn relp_frames(
+        conn: &mut std::io::BufReader<std::net::TcpStream>,
+        n: usize,
+    ) -> Vec<(String, String, String)> {
+        use std::io::{BufRead, Read};
+        let mut frames = Vec::new();
+        while frames.len() < n {
+            let mut head = Vec::new();
+            for _ in 0..3 {
+                let mut word = Vec::new();
+                loop {
+                    let mut b = [0u8];
+                    conn.read_exact(&mut b).unwrap();
+                    if b[0] == b' ' || b[0] == b'\n' {
+                        break;
+                    }
+                    word.push(b[0]);
+                }
+                head.push(String::from_utf8(word).unwrap());
+            }
+            let len: usize = head[2].parse().unwrap();
+            let mut data = vec![0; len];
+            conn.read_exact(&mut data).unwrap();
+            if len > 0 {
+                let mut lf = Vec::new();
+                conn.read_until(b'\n', &mut lf).unwrap();
+            }
+            frames.push((
+                head[0].clone(),
+                head[1].clone(),
+                String::from_utf8(data).unwrap(),
+            ));
+        }
+        frames
+    }
+
+    /// The one behaviour imrelp cannot be made to show on demand: a
+    /// refusal. The refused alert is reported and resent on a new session;
+    /// the ones answered 200 around it are not sent again.
+    #[test]
+    fn a_refused_relp_record_is_resent_alone() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = std::thread::spawn(move || {
+            let open_ok = |conn: &mut std::net::TcpStream, txnr: &str| {
+                let data = "200 OK\nrelp_version=0\ncommands=syslog";
+                writeln!(conn, "{txnr} rsp {} {data}", data.len()).unwrap();
+            };
+            let paths = |frames: &[(String, String, String)]| -> Vec<String> {
+                frames
+                    .iter()
+                    .map(|(_, _, d)| {
+                        let v: serde_json::Value = serde_json::from_str(d).unwrap();
+                        v["file"]["path"].as_str().unwrap().to_string()
+                    })
+                    .collect()
+            };
+            let (first, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(first.try_clone().unwrap());
+            let mut first = first;
+            let open = relp_frames(&mut reader, 1);
+            assert_eq!(open[0].1, "open");
+            assert!(open[0].2.contains("commands=syslog"), "{}", open[0].2);
+            open_ok(&mut first, &open[0].0);
+            let records = relp_frames(&mut reader, 5);
+            // Answers out of order, the refusal last: every 200 is seen
+            // before the client gives the session up.
+            for (i, (txnr, command, _)) in records.iter().enumerate() {
+                assert_eq!(command, "syslog");
+                if i != 1 {
+                    writeln!(first, "{txnr} rsp 6 200 OK").unwrap();
+                }
+            }
+            writeln!(first, "{} rsp 14 500 queue full", records[1].0).unwrap();
+            let (second, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(second.try_clone().unwrap());
+            let mut second = second;
+            let open = relp_frames(&mut reader, 1);
+            open_ok(&mut second, &open[0].0);
+            let resent = relp_frames(&mut reader, 1);
+            writeln!(second, "{} rsp 6 200 OK", resent[0].0).unwrap();
+            (paths(&records), paths(&resent), reader)
+        });
+        let config = Config {
+            state_dir: dir.path().join("state"),
+            ..Config::default()
+        };
+        let url = format!("syslog+relp://127.0.0.1:{port}?format=json");
+        let mut outputs = Outputs::open(std::slice::from_ref(&url), &config).unwrap();
+        for n in 0..5 {
+            outputs.send(&alert(n));
+        }
+        assert!(outputs.wait_delivered(Duration::from_secs(10)));
+        let (first, resent, conn) = peer.join().unwrap();
+        // The peer hangs up instead of answering `close`.
+        drop(conn);
+        let want: Vec<String> = (0..5).map(|n| format!("/etc/docker/{n}")).collect();
+        assert_eq!(first, want);
+        assert_eq!(resent, ["/etc/docker/1"]);
+        outputs.shutdown_blocking();
+    }
 }
