@@ -77,8 +77,9 @@ pub struct Outputs {
 enum Output {
     Stdout,
     File(FileSink),
-    /// With the spool directory to remove at exit when it is private.
-    Syslog(Outbox, Option<PathBuf>),
+    /// A syslog or RELP output behind its spool, with the spool directory
+    /// to remove at exit when it is private.
+    Spooled(Outbox, Option<PathBuf>),
 }
 
 impl Outputs {
@@ -138,7 +139,7 @@ impl Outputs {
         let mut json_ready = false;
         for sink in &mut self.sinks {
             match sink {
-                Output::Syslog(outbox, _) => outbox.send(alert),
+                Output::Spooled(outbox, _) => outbox.send(alert),
                 Output::Stdout | Output::File(_) => {
                     if !json_ready {
                         self.line.clear();
@@ -184,7 +185,7 @@ impl Outputs {
                         tracing::error!("cannot reopen {}: {e}", file.path().display());
                     }
                 }
-                Output::Syslog(outbox, _) => outbox.reconnect(),
+                Output::Spooled(outbox, _) => outbox.reconnect(),
             }
         }
     }
@@ -192,7 +193,7 @@ impl Outputs {
     /// Whether every syslog sink has delivered all it accepted.
     pub fn delivered(&self) -> bool {
         self.sinks.iter().all(|s| match s {
-            Output::Syslog(outbox, _) => outbox.delivered(),
+            Output::Spooled(outbox, _) => outbox.delivered(),
             _ => true,
         })
     }
@@ -224,7 +225,7 @@ impl Outputs {
             .sinks
             .into_iter()
             .filter_map(|s| match s {
-                Output::Syslog(outbox, private) => Some((outbox, private)),
+                Output::Spooled(outbox, private) => Some((outbox, private)),
                 _ => None,
             })
             .collect();
@@ -294,7 +295,7 @@ fn spooled(
     };
     let outbox = Outbox::start(plan, writer, reader, lock)
         .map_err(|e| ConfigError::new(format!("output {url:?}: cannot start delivery: {e}")))?;
-    Ok(Output::Syslog(outbox, private.then_some(dir)))
+    Ok(Output::Spooled(outbox, private.then_some(dir)))
 }
 
 /// The alert that reports drops by an outbox bound.

@@ -128,6 +128,7 @@ impl Session {
         // Frames go out a batch per write; Nagle would only hold back the
         // tail of each batch until the receiver's ACK.
         stream.tcp().set_nodelay(true)?;
+        stream.tcp().set_read_timeout(Some(REPLY_POLL))?;
         let mut session = Session {
             stream,
             out: Vec::with_capacity(256 << 10),
@@ -223,7 +224,6 @@ impl Session {
         if replies.len() > before {
             return Ok(true);
         }
-        self.stream.tcp().set_read_timeout(Some(REPLY_POLL))?;
         quick_ack(self.stream.tcp());
         let mut chunk = [0u8; 16 << 10];
         let n = match self.stream.read(&mut chunk) {
