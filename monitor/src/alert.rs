@@ -370,12 +370,42 @@ fn write_detail(out: &mut Vec<u8>, detail: &Detail) {
             json_str(out, sink.as_bytes());
             out.extend_from_slice(b"}}");
         }
+        Detail::Heartbeat { counters } => {
+            out.extend_from_slice(b",\"dockwatch\":{\"heartbeat\":");
+            out.extend_from_slice(counters.as_bytes());
+            out.push(b'}');
+        }
+        Detail::Refused { error } => {
+            out.extend_from_slice(b",\"dockwatch\":{\"reload\":{\"refused\":");
+            json_str(out, error.as_bytes());
+            out.extend_from_slice(b"}}");
+        }
         Detail::AuditConfig { op, text } => {
             out.extend_from_slice(b",\"audit\":{\"op\":");
             json_str(out, op.as_bytes());
             out.extend_from_slice(b",\"message\":");
             json_str(out, text.as_bytes());
             out.push(b'}');
+        }
+        Detail::Mount(change) => {
+            out.extend_from_slice(b",\"mount\":{\"op\":\"");
+            out.extend_from_slice(change.op.as_bytes());
+            out.extend_from_slice(b"\",\"type\":");
+            json_str(out, change.fstype.as_bytes());
+            out.extend_from_slice(b",\"source\":");
+            json_str(out, &change.source);
+            out.extend_from_slice(b",\"root\":");
+            json_str(out, &change.root);
+            out.extend_from_slice(b",\"options\":");
+            json_str(out, change.options.as_bytes());
+            out.extend_from_slice(b",\"covers\":[");
+            for (i, path) in change.covers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, path);
+            }
+            out.extend_from_slice(b"]}");
         }
         Detail::Posture(change) => {
             out.extend_from_slice(b",\"posture\":{\"check\":");

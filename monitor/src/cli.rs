@@ -1,5 +1,6 @@
-//! The command line: `run`, `replay`, `check` and `rules`, and the mapping of
-//! failures to exit codes (0 ok, 1 findings, 2 usage or configuration error).
+//! The command line: `run`, `replay`, `check`, `rules`, `status` and
+//! `reload`, and the mapping of failures to exit codes (0 ok, 1 findings or
+//! no daemon running, 2 usage or configuration error or a refused reload).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +30,30 @@ pub enum Command {
     Check(CheckArgs),
     /// Rule tooling.
     Rules(RulesArgs),
+    /// Ask the running daemon how it is doing; exit code 1 when none runs.
+    Status(StatusArgs),
+    /// Have the running daemon reload its configuration and rules; exit code
+    /// 2 (with file:line:col) when it refuses them, 1 when none runs.
+    Reload(ControlArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ControlArgs {
+    /// Configuration file naming the control socket (`[control] socket`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The control socket (default: the configuration's).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// One JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,7 +165,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => {
             let config = Config::load(args.common.config.as_deref())?;
             let rules_dir = rules_dir(args.common.rules.as_deref(), &config)?;
-            crate::daemon::run(config, rules_dir, args.outputs)?;
+            let plan = crate::control::reload::ReloadPlan {
+                config_path: args.common.config,
+                rules_flag: args.common.rules,
+                rules_dir,
+            };
+            crate::daemon::run(config, plan, args.outputs)?;
             Ok(0)
         }
         Command::Replay(args) => {
@@ -157,7 +187,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let rules_dir = rules_dir(args.common.rules.as_deref(), &config)?;
             crate::rules::command(args.action, &rules_dir)
         }
+        Command::Status(args) => {
+            let socket = control_socket(&args.control)?;
+            crate::control::status_command(&socket, args.json)
+        }
+        Command::Reload(args) => {
+            let socket = control_socket(&args)?;
+            crate::control::reload_command(&socket)
+        }
     }
+}
+
+/// `--socket`, else the configuration's control socket.
+fn control_socket(args: &ControlArgs) -> Result<PathBuf, ConfigError> {
+    if let Some(socket) = &args.socket {
+        return Ok(socket.clone());
+    }
+    Ok(Config::load(args.config.as_deref())?.control.socket)
 }
 
 /// `--rules`, else the configuration's, else the installed directory, else

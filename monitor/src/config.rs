@@ -32,6 +32,7 @@ pub struct Config {
     pub outputs: Vec<String>,
     pub outbox: crate::outbox::OutboxConfig,
     pub tls: crate::sink::TlsConfig,
+    pub control: crate::control::ControlConfig,
 }
 
 impl Default for Config {
@@ -46,6 +47,7 @@ impl Default for Config {
             outputs: Vec::new(),
             outbox: Default::default(),
             tls: Default::default(),
+            control: Default::default(),
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Wiring of the stages for `run` (live sources) and `replay` (archived
 //! logs): sources → one channel → pipeline → outputs. The stages themselves
-//! live in their own modules; this one only starts, connects and stops them.
+//! live in their own modules; this one only starts, connects and stops them,
+//! and has the event loop answer the control socket between two events
+//! (status, reload: see `control`).
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,20 +13,24 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError};
+use crate::control::reload::{Pending, ReloadPlan, Reloader};
+use crate::control::{Control, Counters, Request, Response, Status};
+use crate::event::{Action, Source};
 use crate::outbox::Outputs;
 use crate::pipeline::Pipeline;
 use crate::posture::Posture;
 use crate::privilege::{self, Capability};
-use crate::rules::RuleSet;
+use crate::rules::{RuleSet, Watch};
 use crate::source::audit::{AuditMode, AuditSource};
 use crate::source::ebpf::EbpfSource;
+use crate::source::mounts::MountsSource;
 
 /// Events in flight between sources and the pipeline; when full, sources
 /// wait (and the kernel ring buffer absorbs, then counts, what overflows).
 const EVENT_QUEUE: usize = 16 * 1024;
 
 /// `dockwatch run`.
-pub fn run(config: Config, rules_dir: PathBuf, output_flags: Vec<String>) -> anyhow::Result<()> {
+pub fn run(config: Config, plan: ReloadPlan, output_flags: Vec<String>) -> anyhow::Result<()> {
     let mut wanted = Vec::new();
     if config.sources.ebpf.enabled {
         wanted.push((Capability::Bpf, "loading the eBPF probes"));
@@ -36,14 +43,14 @@ pub fn run(config: Config, rules_dir: PathBuf, output_flags: Vec<String>) -> any
     }
     privilege::require(&wanted)?;
 
-    let rules = Arc::new(RuleSet::load_dir(&rules_dir)?);
+    let rules = Arc::new(RuleSet::load_dir(&plan.rules_dir)?);
     let urls = pick_outputs(output_flags, &config);
     let outputs = Outputs::open(&urls, &config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run_async(config, rules, outputs))
+    runtime.block_on(run_async(config, plan, rules, outputs))
 }
 
 fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
@@ -57,7 +64,8 @@ fn pick_outputs(flags: Vec<String>, config: &Config) -> Vec<String> {
 }
 
 async fn run_async(
-    config: Config,
+    mut config: Config,
+    plan: ReloadPlan,
     rules: Arc<RuleSet>,
     mut outputs: Outputs,
 ) -> anyhow::Result<()> {
@@ -67,6 +75,7 @@ async fn run_async(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut counters = Counters::new();
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let host: Arc<str> = config.host_name().into();
     let (mut posture, posture_findings) = if config.posture.enabled {
@@ -75,12 +84,24 @@ async fn run_async(
     } else {
         (None, Vec::new())
     };
+    let guarded = own_files(&plan);
+    let mut standing_watches: Vec<_> = posture.iter().flat_map(Posture::watches).collect();
+    standing_watches.extend(guarded.iter().map(|path| {
+        Watch {
+            path: path.clone(),
+            actions: Action::WRITE_CLASS
+                .iter()
+                .chain(Action::ATTR_CLASS)
+                .fold(0, |bits, a| bits | a.bit()),
+            key: "dockwatch-self-modified".to_string(),
+        }
+    }));
     let mut watches = rules.watches();
-    watches.extend(posture.iter().flat_map(Posture::watches));
+    watches.extend(standing_watches.iter().cloned());
 
     let mut started = Vec::new();
-    // Held, not read: dropping a source stops it.
-    let _ebpf = if config.sources.ebpf.enabled {
+    // Dropping a source stops it.
+    let ebpf = if config.sources.ebpf.enabled {
         match EbpfSource::start(&config.sources.ebpf, &watches, tx.clone()).await {
             Ok(source) => {
                 started.push("ebpf");
@@ -108,6 +129,17 @@ async fn run_async(
     } else {
         None
     };
+    let mounts = if config.sources.mounts.enabled {
+        match MountsSource::start(&config.sources.mounts, &watches, tx.clone()) {
+            Ok(source) => Some(source),
+            Err(e) => {
+                tracing::error!("mount changes over watched paths will not be seen: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     drop(tx);
     // Audit checkpoints advance only past events handled here.
     let audit_acks = audit.as_ref().map(AuditSource::acks);
@@ -118,8 +150,20 @@ async fn run_async(
         .into());
     }
 
+    let mut reloader = Reloader::new(plan, standing_watches, rules.len());
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
-        .correlating(started.contains(&"ebpf") && started.contains(&"audit"));
+        .correlating(started.contains(&"ebpf") && started.contains(&"audit"))
+        .guarding(
+            guarded
+                .iter()
+                .map(|p| p.as_os_str().as_bytes().to_vec())
+                .collect(),
+        );
+    let (_control, mut calls) = Control::start(&config.control).await;
+    let mut heartbeat = (config.control.heartbeat_secs > 0).then(|| {
+        let every = std::time::Duration::from_secs(config.control.heartbeat_secs);
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+    });
     tracing::info!(
         sources = started.join(",").as_str(),
         watches = watches.len(),
@@ -131,18 +175,29 @@ async fn run_async(
     outputs.flush();
 
     let mut alerts = Vec::new();
+    // A reload waiting for the kernel's watch set and the events queued
+    // before it (see `control::reload::Pending`).
+    let mut pending = None;
     loop {
         let deadline = pipeline.next_deadline();
         let posture_deadline = posture.as_ref().map(Posture::next_deadline);
         let mut from_audit = false;
+        let mut reload_asked = None;
         tokio::select! {
             event = rx.recv() => match event {
                 Some(event) => {
-                    from_audit = event.source == crate::event::Source::Audit;
+                    from_audit = event.source == Source::Audit;
+                    if let (Source::Mounts, Some(ebpf)) = (event.source, ebpf.as_ref()) {
+                        ebpf.follow_mounts();
+                    }
+                    counters.on_event(&event);
                     if let Some(posture) = posture.as_mut() {
                         alerts.extend(posture.on_event(&event));
                     }
-                    pipeline.push(event, Instant::now(), &mut alerts)
+                    pipeline.push(event, Instant::now(), &mut alerts);
+                    if let Some(pending) = pending.as_mut() {
+                        pending.on_event();
+                    }
                 }
                 None => break,
             },
@@ -152,11 +207,60 @@ async fn run_async(
                     alerts.extend(posture.tick(Instant::now()));
                 }
             }
+            _ = beat(&mut heartbeat) => {
+                let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
+                pipeline.push(status.heartbeat(), Instant::now(), &mut alerts);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => outputs.reopen(),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration and rules");
+                reload_asked = Some(None);
+            }
+            Some(call) = calls.recv() => match call.request {
+                Request::Status => {
+                    let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
+                    let _ = call.reply.send(Response { status: Some(Box::new(status)), ..Response::default() });
+                }
+                Request::Reload => reload_asked = Some(Some(call.reply)),
+            },
+            answer = Pending::kernel_answer(&mut pending) => {
+                if let Some(pending) = pending.as_mut() {
+                    pending.kernel_done(answer, rx.len());
+                }
+            }
+        }
+        if let Some(reply) = reload_asked {
+            // logrotate's snippet needs no signal (size rotation is
+            // dockwatch's own), but a reload still reopens the files.
+            outputs.reopen();
+            if pending.is_some() {
+                tracing::warn!("reload asked for while one is under way; ignored");
+                if let Some(reply) = reply {
+                    let _ = reply.send(Response::error("a reload is under way; ask again"));
+                }
+            } else {
+                pending = reloader.start(
+                    &mut config,
+                    &mut pipeline,
+                    ebpf.as_ref(),
+                    rx.len(),
+                    &mut counters,
+                    &mut alerts,
+                    reply,
+                );
+            }
+        }
+        if pending.as_ref().is_some_and(Pending::ready) {
+            if let Some(ready) = pending.take() {
+                let watches = reloader.apply(ready, &mut pipeline, &mut counters);
+                if let Some(mounts) = &mounts {
+                    mounts.rewatch(&watches);
+                }
+            }
         }
         for alert in alerts.drain(..) {
+            counters.on_alert(&alert);
             outputs.send(&alert);
         }
         outputs.flush();
@@ -171,6 +275,36 @@ async fn run_async(
     outputs.shutdown().await;
     tracing::info!("dockwatch stopped");
     Ok(())
+}
+
+async fn beat(heartbeat: &mut Option<tokio::time::Interval>) {
+    match heartbeat {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// dockwatch's own binary, configuration file and rules directory: what
+/// an attacker edits to blind it. The state directory is left out: the
+/// daemon writes its spools there itself, and every such write would come
+/// back through the probes.
+fn own_files(plan: &ReloadPlan) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    match std::env::current_exe() {
+        Ok(exe) => paths.push(exe),
+        Err(e) => tracing::warn!("cannot tell which binary runs ({e}); it is not guarded"),
+    }
+    let config = plan
+        .config_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
+    if config.exists() {
+        paths.push(config);
+    }
+    paths.push(plan.rules_dir.clone());
+    paths
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod event;
 pub mod outbox;

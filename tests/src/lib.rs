@@ -259,6 +259,12 @@ impl Monitored {
             _tmp: tmp,
         }
     }
+
+    /// The private directory: `rules/rules.yaml`, `config.toml`, the alert
+    /// file, and room for a test's own files (removed with it).
+    pub fn dir(&self) -> &Path {
+        self._tmp.path()
+    }
 }
 
 /// Every complete JSON line of `path` (missing file: none). A last line

@@ -43,7 +43,7 @@ fn write(source: Source, pid: u32) -> Event {
             event.process.auid = Some(1000);
             event.audit_key = Some("docker-config-write".into());
         }
-        Source::Monitor => {}
+        Source::Mounts | Source::Monitor => {}
     }
     event
 }

@@ -423,6 +423,51 @@ fn every_owner_and_mode_check_fails_with_the_file_and_what_is_wanted() {
     assert_eq!(finding(&report, "3.6", "/etc/docker mode")["value"], "0777");
 }
 
+/// `setfacl` as an administrator (or an attacker) would run it.
+fn setfacl(args: &[&str], path: &Path) {
+    let out = Command::new("setfacl")
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("setfacl (package acl)");
+    assert!(out.status.success(), "setfacl {args:?}: {out:?}");
+}
+
+#[test]
+fn an_acl_that_lets_a_user_at_docker_sock_fails_3_16_though_the_mode_passes() {
+    let root = Root::new();
+    let _sock = hardened_files(&root);
+    let sock = root.path("/var/run/docker.sock");
+    // A grant the mask reduces to nothing lets nobody in: still a pass, and
+    // the positive control that an ACL alone is not a failure.
+    setfacl(&["-m", "u:1000:rw,m::---"], &sock);
+    let (_, report) = root.check();
+    assert_status(&report, "3.16", "docker.sock mode", "pass");
+
+    setfacl(&["-m", "u:1000:rw,g:4999:rw,m::rw"], &sock);
+    setfacl(
+        &["-m", "g:1000:r"],
+        &root.path("/etc/docker/tls/server-key.pem"),
+    );
+    let (code, report) = root.check();
+    assert_eq!(code, 1);
+    let f = assert_status(&report, "3.16", "docker.sock mode", "fail");
+    // The mode bits themselves are what the benchmark asks for.
+    assert_eq!(f["value"], "0660");
+    let evidence = f["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("its ACL also grants user alice rw-"),
+        "{evidence}"
+    );
+    assert!(!evidence.contains("group docker"), "{evidence}");
+    let key = assert_status(&report, "3.14", "tlskey mode", "fail");
+    assert!(
+        key["evidence"].as_str().unwrap().contains("group 1000 r--"),
+        "{key:#}"
+    );
+    assert_status(&report, "3.18", "daemon.json mode", "pass");
+}
+
 #[test]
 fn docker_group_members_outside_the_allowed_list_are_named() {
     let mut root = Root::new();
@@ -601,6 +646,13 @@ fn audit_must_be_enabled_and_watch_each_docker_path() {
     let (_, report) = root.check();
     drop(auditd);
     assert_status(&report, "audit-enabled", "audit", "pass");
+    // The test cannot lock the rules (that lasts until reboot); unlocked
+    // is what it can see, and check says how to lock them.
+    let unlocked = assert_status(&report, "audit-immutable", "audit rules locked", "warn");
+    assert!(
+        unlocked["evidence"].as_str().unwrap().contains("-e 2"),
+        "{unlocked}"
+    );
     assert_status(&report, "1.1.6", "audit watch", "pass");
     // daemon.json lies inside the watched /etc/docker.
     assert_status(&report, "1.1.11", "audit watch", "pass");

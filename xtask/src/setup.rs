@@ -36,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     // neither boots systemd nor replaces init (that is systemd-sysv).
     "systemd",
     "man-db",
+    // setfacl, for the posture test of ACLs on Docker's files.
+    "acl",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -25,10 +25,10 @@
 //! held unwritten (make the receiver's queue disk-assisted for that case).
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::spool::{Batch, Pos, SpoolReader, SpoolWriter};
 use crate::alert::Alert;
@@ -63,6 +63,32 @@ struct Shared {
     deadline: Mutex<Option<Instant>>,
     /// The delivery thread's confirmed position, for [`Outbox::delivered`].
     confirmed: Mutex<Pos>,
+    /// Unconfirmed records in groups of at most [`MARK_SPAN`]: (end of the
+    /// group, when its first record was accepted). The front's time is the
+    /// age of the oldest undelivered alert, for `dockwatch status`; grouping
+    /// keeps this to one entry per second of backlog, not one per alert.
+    marks: Mutex<VecDeque<(Pos, Instant)>>,
+    /// Connection and send failures so far, and the last one.
+    errors: AtomicU64,
+    last_error: Mutex<Option<(String, SystemTime)>>,
+}
+
+/// Span of one group of [`Shared::marks`].
+const MARK_SPAN: Duration = Duration::from_secs(1);
+
+/// One syslog output's delivery state, for `dockwatch status` and metrics.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryStatus {
+    /// Bytes of spool segments on disk (delivered records leave with their
+    /// segment).
+    pub spool_bytes: u64,
+    /// Age of the oldest alert accepted and not yet confirmed delivered
+    /// (to within a second); none when all is delivered.
+    pub oldest_undelivered_secs: Option<f64>,
+    pub delivery_errors: u64,
+    pub last_error: Option<String>,
+    /// When the last error happened (seconds since the Unix epoch).
+    pub last_error_at: Option<u64>,
 }
 
 impl Shared {
@@ -71,6 +97,12 @@ impl Shared {
         // disk; keep going rather than poison every later send.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Locks a mutex of [`Shared`]; a panic elsewhere leaves its plain data
+/// usable.
+fn lock_of<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How a delivery thread is set up.
@@ -127,7 +159,17 @@ impl Outbox {
             sleeping: AtomicBool::new(false),
             deadline: Mutex::new(None),
             confirmed: Mutex::new(reader.position()),
+            marks: Mutex::new(VecDeque::new()),
+            errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         });
+        {
+            // Left over from the last run: undelivered at least since now.
+            let end = shared.lock().end();
+            if reader.position() < end {
+                lock_of(&shared.marks).push_back((end, Instant::now()));
+            }
+        }
         let formatter = plan.formatter.clone();
         let name = plan.name.clone();
         let thread = std::thread::Builder::new()
@@ -154,7 +196,17 @@ impl Outbox {
         self.formatter.write(alert, &mut self.record);
         let mut writer = self.shared.lock();
         match writer.append(&self.record, &mut self.scratch) {
-            Ok(_) => {}
+            Ok(true) => {
+                let (end, now) = (writer.end(), Instant::now());
+                let mut marks = lock_of(&self.shared.marks);
+                match marks.back_mut() {
+                    Some((group_end, since)) if now.duration_since(*since) < MARK_SPAN => {
+                        *group_end = end
+                    }
+                    _ => marks.push_back((end, now)),
+                }
+            }
+            Ok(false) => {}
             Err(e) => {
                 writer.dropped += 1;
                 tracing::warn!(
@@ -185,6 +237,25 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         confirmed >= end
+    }
+
+    /// Spool and delivery state now.
+    pub fn status(&self) -> DeliveryStatus {
+        let spool_bytes = self.shared.lock().total;
+        let oldest_undelivered_secs = lock_of(&self.shared.marks)
+            .front()
+            .map(|(_, since)| since.elapsed().as_secs_f64());
+        let last = lock_of(&self.shared.last_error).clone();
+        DeliveryStatus {
+            spool_bytes,
+            oldest_undelivered_secs,
+            delivery_errors: self.shared.errors.load(Ordering::Relaxed),
+            last_error_at: last.as_ref().map(|(_, at)| {
+                at.duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            }),
+            last_error: last.map(|(e, _)| e),
+        }
     }
 
     /// Asks the thread to deliver what it can before `deadline`, then stop.
@@ -374,6 +445,8 @@ impl Delivery {
     }
 
     fn failed(&mut self, e: &std::io::Error) {
+        self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        *lock_of(&self.shared.last_error) = Some((e.to_string(), SystemTime::now()));
         if self.failing_since.is_none() {
             tracing::warn!(
                 sink = self.plan.name.as_str(),
@@ -699,6 +772,12 @@ impl Delivery {
             }
         }
         self.confirmed = pos;
+        {
+            let mut marks = lock_of(&self.shared.marks);
+            while marks.front().is_some_and(|&(end, _)| end <= pos) {
+                marks.pop_front();
+            }
+        }
         *self
             .shared
             .confirmed

@@ -24,6 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::event::{Action, Detail, Event, Source};
 use crate::sink::file::FileSink;
 use crate::sink::{self, Target};
+pub use delivery::DeliveryStatus;
 use delivery::{Outbox, Plan, Wire};
 use spool::SpoolWriter;
 
@@ -67,11 +68,22 @@ const STDOUT_BATCH: usize = 64 << 10;
 /// Every configured output.
 pub struct Outputs {
     sinks: Vec<Output>,
+    /// The URL of each of `sinks`.
+    urls: Vec<String>,
     line: Vec<u8>,
     /// Lines for stdout not yet written: batched so a replay writes in
     /// large chunks instead of one syscall per alert.
     stdout: Vec<u8>,
     shutdown_timeout: Duration,
+}
+
+/// One output as `dockwatch status` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OutputStatus {
+    /// The output URL.
+    pub output: String,
+    /// Spool and delivery of a syslog output; files and stdout have none.
+    pub delivery: Option<DeliveryStatus>,
 }
 
 enum Output {
@@ -118,6 +130,7 @@ impl Outputs {
         }
         Ok(Outputs {
             sinks,
+            urls: urls.to_vec(),
             line: Vec::with_capacity(1024),
             stdout: Vec::new(),
             shutdown_timeout: Duration::from_millis(config.outbox.shutdown_timeout_ms),
@@ -188,6 +201,21 @@ impl Outputs {
                 Output::Spooled(outbox, _) => outbox.reconnect(),
             }
         }
+    }
+
+    /// Every output with its delivery state.
+    pub fn status(&self) -> Vec<OutputStatus> {
+        self.sinks
+            .iter()
+            .zip(&self.urls)
+            .map(|(sink, url)| OutputStatus {
+                output: url.clone(),
+                delivery: match sink {
+                    Output::Spooled(outbox, _) => Some(outbox.status()),
+                    Output::Stdout | Output::File(_) => None,
+                },
+            })
+            .collect()
     }
 
     /// Whether every syslog sink has delivered all it accepted.
@@ -371,6 +399,43 @@ mod tests {
             Vec::new(),
         ));
         Alert::new(event, rule, "h".into())
+    }
+
+    #[test]
+    fn status_shows_the_backlog_and_the_last_error_until_delivery_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("log");
+        let config = Config {
+            state_dir: dir.path().join("state"),
+            ..Config::default()
+        };
+        let url = format!("syslog+unix://{}?format=json", socket.display());
+        let mut outputs = Outputs::open(std::slice::from_ref(&url), &config).unwrap();
+        outputs.send(&alert(1));
+        // No receiver yet: wait for the delivery thread's first failure.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let failing = loop {
+            let status = outputs.status().remove(0).delivery.unwrap();
+            if status.last_error.is_some() || Instant::now() > deadline {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(failing.delivery_errors >= 1, "{failing:?}");
+        assert!(failing.spool_bytes > 0, "{failing:?}");
+        assert!(failing.oldest_undelivered_secs.is_some(), "{failing:?}");
+        assert!(failing.last_error_at.is_some(), "{failing:?}");
+
+        let receiver = UnixDatagram::bind(&socket).unwrap();
+        assert!(outputs.wait_delivered(Duration::from_secs(10)));
+        let delivered = outputs.status().remove(0);
+        assert_eq!(delivered.output, url);
+        let delivered = delivered.delivery.unwrap();
+        assert_eq!(delivered.oldest_undelivered_secs, None, "{delivered:?}");
+        // The last error stays on show: it tells what happened.
+        assert!(delivered.last_error.is_some());
+        outputs.shutdown_blocking();
+        drop(receiver);
     }
 
     #[test]

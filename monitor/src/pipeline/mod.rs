@@ -95,6 +95,20 @@ impl Pipeline {
         self
     }
 
+    /// Guards dockwatch's own files: changes to them by any other process
+    /// are `dockwatch-self-modified` alerts, whatever the rules say.
+    pub fn guarding(mut self, paths: Vec<Vec<u8>>) -> Pipeline {
+        self.own.guarding(paths);
+        self
+    }
+
+    /// Replaces the rule set (a reload). Called between two events by the
+    /// loop that owns the pipeline, so each event meets exactly one set;
+    /// alerts held for correlation or flood control keep their rule.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
     /// Feeds one event; alerts ready now are appended to `out`.
     pub fn push(&mut self, event: Event, now: Instant, out: &mut Vec<Alert>) {
         if let Some(rule) = self.own.rule_for(&event) {

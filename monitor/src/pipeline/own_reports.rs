@@ -1,7 +1,11 @@
 //! Alerts dockwatch raises on its own, with no rule behind them: records a
-//! source lost, and the audit system being reconfigured or stopped. No rule
-//! file can switch these off, because a monitor that can be blinded without
-//! a trace is worse than none.
+//! source lost, the audit system being reconfigured or stopped, mounts over
+//! watched paths, changes to dockwatch's own binary, configuration or rules
+//! by anyone but dockwatch, a reload refused (the old rules keep running, which the
+//! operator must learn from the alert stream, not only from the daemon's
+//! log), and the heartbeat (a silent monitor and a dead one look alike
+//! without it). No rule file can switch these off, because a monitor that
+//! can be blinded without a trace is worse than none.
 
 use std::sync::Arc;
 
@@ -13,10 +17,23 @@ pub(super) struct OwnReports {
     lost: Arc<RuleRef>,
     tampered: Arc<RuleRef>,
     changed: Arc<RuleRef>,
+    mounted: Arc<RuleRef>,
+    self_modified: Arc<RuleRef>,
+    /// dockwatch's own binary, configuration and rules ([`OwnReports::guarding`]).
+    guarded: Vec<Vec<u8>>,
+    /// Changes dockwatch makes itself are its work, not tampering.
+    own_pid: u32,
+    reload_refused: Arc<RuleRef>,
+    heartbeat: Arc<RuleRef>,
 }
 
 /// MITRE ATT&CK: Impair Defenses: Disable or Modify Linux Audit System.
 const ATTACK_AUDIT: &str = "attack:T1562.012";
+/// MITRE ATT&CK: Hide Artifacts (a mount over a file shows other content
+/// under its name).
+const ATTACK_HIDE: &str = "attack:T1564";
+/// MITRE ATT&CK: Impair Defenses: Disable or Modify Tools.
+const ATTACK_TOOLS: &str = "attack:T1562.001";
 
 impl OwnReports {
     pub(super) fn new() -> OwnReports {
@@ -47,12 +64,57 @@ impl OwnReports {
                 Severity::Notice,
                 &[ATTACK_AUDIT],
             ),
+            mounted: rule(
+                "watched-path-mounted-over",
+                "A mount hides or replaces a watched path",
+                Severity::Critical,
+                &[ATTACK_HIDE],
+            ),
+            self_modified: rule(
+                "dockwatch-self-modified",
+                "dockwatch's own binary, configuration or rules changed",
+                Severity::Critical,
+                &[ATTACK_TOOLS],
+            ),
+            guarded: Vec::new(),
+            own_pid: std::process::id(),
+            reload_refused: rule(
+                "dockwatch-reload-refused",
+                "Reload refused: the new configuration or rules are broken; the old ones keep running",
+                Severity::Error,
+                &[],
+            ),
+            heartbeat: rule(
+                "dockwatch-heartbeat",
+                "dockwatch is running",
+                Severity::Info,
+                &[],
+            ),
         }
+    }
+
+    /// Reports changes to these paths (and below them) by any process but
+    /// dockwatch itself under `dockwatch-self-modified`.
+    pub(super) fn guarding(&mut self, paths: Vec<Vec<u8>>) {
+        self.guarded = paths;
+    }
+
+    fn touches_guarded(&self, event: &Event) -> bool {
+        event.action.changes_files()
+            && event.process.pid != self.own_pid
+            && event.paths().any(|file| {
+                self.guarded
+                    .iter()
+                    .any(|g| crate::rules::path_is_at_or_below(&file.path, g))
+            })
     }
 
     /// The built-in rule for `event`, when it is one of dockwatch's own
     /// reports rather than activity on a path.
     pub(super) fn rule_for(&self, event: &Event) -> Option<&Arc<RuleRef>> {
+        if self.touches_guarded(event) {
+            return Some(&self.self_modified);
+        }
         match (&event.action, &event.detail) {
             (Action::RecordsLost, _) => Some(&self.lost),
             (Action::AuditConfig, Detail::AuditConfig { op, text }) => {
@@ -63,6 +125,9 @@ impl OwnReports {
                 })
             }
             (Action::AuditConfig, _) => Some(&self.tampered),
+            (Action::Mount, _) => Some(&self.mounted),
+            (Action::ReloadRefused, _) => Some(&self.reload_refused),
+            (Action::Heartbeat, _) => Some(&self.heartbeat),
             _ => None,
         }
     }

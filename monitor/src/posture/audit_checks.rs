@@ -23,6 +23,14 @@ check!(
     "Ensure the kernel audit subsystem is enabled"
 );
 check!(
+    IMMUTABLE,
+    "audit-immutable",
+    false,
+    Warn,
+    Notice,
+    "Ensure the audit rules are locked (-e 2) so they cannot be deleted while the host runs"
+);
+check!(
     DOCKERD,
     "1.1.3",
     true,
@@ -273,6 +281,24 @@ pub fn evaluate_state(
         ),
         None => ENABLED.unmet("audit", Value::Null, "auditctl -s did not report `enabled`"),
     });
+    // Unlocked rules are one `auditctl -D` away from gone; an attacker with
+    // root deletes the watches before touching what they guard.
+    match state.enabled {
+        Some(2) => out.push(IMMUTABLE.pass(
+            "audit rules locked",
+            json!(2),
+            "audit rules are locked until reboot (enabled 2)",
+        )),
+        Some(n) => out.push(IMMUTABLE.unmet(
+            "audit rules locked",
+            json!(n),
+            format!(
+                "audit rules can be changed at run time (enabled {n}); \
+                 end the audit rules file with -e 2 to lock them until reboot"
+            ),
+        )),
+        None => {}
+    }
     for (check, candidates) in watched_paths(host, config) {
         let present: Vec<&PathBuf> = candidates.iter().filter(|p| p.exists()).collect();
         let finding = if present.is_empty() {
@@ -322,5 +348,23 @@ mod tests {
         assert!(!state.covers(Path::new("/usr/bin/runc")));
         let none = AuditState::parse("enabled 0\n", "No rules\n");
         assert_eq!((none.enabled, none.watched.len()), (Some(0), 0));
+    }
+
+    fn locked_finding(status: &str) -> Finding {
+        let config = PostureConfig::default();
+        let mut out = Vec::new();
+        let state = AuditState::parse(status, "");
+        evaluate_state(&HostPaths::new(&config), &config, Ok(state), &mut out);
+        out.into_iter()
+            .find(|f| f.check.id == "audit-immutable")
+            .expect("an audit-immutable finding")
+    }
+
+    #[test]
+    fn unlocked_rules_are_a_warning_that_names_minus_e_2() {
+        let unlocked = locked_finding("enabled 1\n");
+        assert_eq!(unlocked.status, Status::Warn);
+        assert!(unlocked.evidence.contains("-e 2"), "{}", unlocked.evidence);
+        assert_eq!(locked_finding("enabled 2\n").status, Status::Pass);
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::accounts::Accounts;
+use super::acl;
 use super::daemon_checks::check;
 use super::daemon_settings::DaemonSettings;
 use super::finding::{Check, Finding, Status};
@@ -448,9 +449,24 @@ fn owners_and_modes(
         );
 
         let mode = meta.mode() & 0o7777;
-        let mode_ok = mode & !t.max_mode == 0;
+        let bits_ok = mode & !t.max_mode == 0;
         let shown = format!("{mode:04o}");
-        let evidence = if mode_ok {
+        // An ACL can let others in while the mode bits pass (its mask
+        // becomes the group bits); an unreadable one cannot be passed.
+        // Entries naming the file's own owner or group add no one.
+        let grants = acl::named_grants(path)
+            .map(|grants| {
+                grants
+                    .into_iter()
+                    .filter(|g| match g.grantee {
+                        acl::Grantee::User(uid) => uid != meta.uid(),
+                        acl::Grantee::Group(gid) => gid != meta.gid(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| e.to_string());
+        let mode_ok = bits_ok && matches!(&grants, Ok(g) if g.is_empty());
+        let mut evidence = if bits_ok {
             format!("{} has mode {shown}", path.display())
         } else {
             format!(
@@ -459,6 +475,27 @@ fn owners_and_modes(
                 t.max_mode
             )
         };
+        match &grants {
+            Ok(grants) if !grants.is_empty() => {
+                let named: Vec<String> = grants
+                    .iter()
+                    .map(|g| match g.grantee {
+                        acl::Grantee::User(uid) => {
+                            format!("user {} {}", accounts.user_name(uid), g.perms_text())
+                        }
+                        acl::Grantee::Group(gid) => {
+                            format!("group {} {}", accounts.group_name(gid), g.perms_text())
+                        }
+                    })
+                    .collect();
+                evidence.push_str(&format!(
+                    "; its ACL also grants {} (remove with setfacl -b)",
+                    named.join(", ")
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => evidence.push_str(&format!("; cannot read its ACL: {e}")),
+        }
         let finding = if mode_ok {
             t.mode
                 .finding(Status::Pass, mode_key, json!(shown), evidence)

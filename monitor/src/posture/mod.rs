@@ -7,6 +7,7 @@
 //! `posture_drift` alert whenever an event changes a verdict.
 
 mod accounts;
+mod acl;
 mod audit_checks;
 mod baseline;
 mod containers;

@@ -40,6 +40,13 @@ pub struct Watch {
     pub key: String,
 }
 
+/// Whether `path` is `dir` or lies below it, by whole components (so
+/// `/etc/dockerx` is not below `/etc/docker`): what a watch on `dir` covers.
+pub fn path_is_at_or_below(path: &[u8], dir: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(path)).starts_with(std::ffi::OsStr::from_bytes(dir))
+}
+
 /// The compiled rules.
 pub struct RuleSet {
     defs: Vec<RuleDef>,

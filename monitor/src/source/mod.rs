@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod ebpf;
+pub mod mounts;
 
 use serde::Deserialize;
 
@@ -14,6 +15,7 @@ use serde::Deserialize;
 pub struct SourcesConfig {
     pub ebpf: ebpf::EbpfConfig,
     pub audit: audit::AuditConfig,
+    pub mounts: mounts::MountsConfig,
 }
 
 /// Where sources send what they saw.

@@ -66,6 +66,9 @@ pub struct EbpfSource {
     _probes: loader::Probes,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stats: Arc<reader::Stats>,
+    /// New watch lists for the reader, which owns the kernel's watch maps.
+    rewatch: tokio::sync::mpsc::UnboundedSender<reader::Rewatch>,
+    hooks: String,
 }
 
 impl EbpfSource {
@@ -98,6 +101,7 @@ impl EbpfSource {
         let stats = Arc::new(reader::Stats::default());
         let ring = probes.take_ring()?;
         let counters = probes.take_counters()?;
+        let (rewatch, rewatches) = tokio::sync::mpsc::unbounded_channel();
         let tasks = vec![
             tokio::spawn(reader::read_records(
                 ring,
@@ -105,14 +109,51 @@ impl EbpfSource {
                 stats.clone(),
                 kernel_watches,
                 watches.to_vec(),
+                rewatches,
             )),
             tokio::spawn(reader::report_losses(counters, tx, stats.clone())),
         ];
+        let hooks = probes.attachment().describe();
         Ok(EbpfSource {
             _probes: probes,
             tasks,
             stats,
+            rewatch,
+            hooks,
         })
+    }
+
+    /// The hook set attached, as the start-up log describes it.
+    pub fn hooks(&self) -> &str {
+        &self.hooks
+    }
+
+    /// Brings the kernel's watch set in step with `watches` (a reload).
+    /// The answer, once the kernel holds the new set, is the number of
+    /// watched inodes. Entries are added before stale ones go, so a path
+    /// watched before and after is never unwatched in between.
+    pub fn rewatch(
+        &self,
+        watches: Vec<Watch>,
+    ) -> tokio::sync::oneshot::Receiver<Result<usize, String>> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        // A reader that has stopped drops `done`; the caller sees that.
+        let _ = self.rewatch.send(reader::Rewatch {
+            watches: Some(watches),
+            done,
+        });
+        answer
+    }
+
+    /// Resolves the watched paths again without waiting for the answer: a
+    /// mount over a watched path shows another object under its name, and
+    /// the kernel must watch that one from now on.
+    pub fn follow_mounts(&self) {
+        let (done, _) = tokio::sync::oneshot::channel();
+        let _ = self.rewatch.send(reader::Rewatch {
+            watches: None,
+            done,
+        });
     }
 
     /// Records received, lost (ring buffer full) and filtered in userspace.

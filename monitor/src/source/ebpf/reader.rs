@@ -43,15 +43,25 @@ impl Stats {
     }
 }
 
+/// A new list of watches for the kernel (a reload), and where to say
+/// how many inodes it watches once it holds them.
+pub struct Rewatch {
+    /// `None`: resolve the same paths again, because a mount changed the
+    /// object a path names.
+    pub watches: Option<Vec<Watch>>,
+    pub done: tokio::sync::oneshot::Sender<Result<usize, String>>,
+}
+
 /// Forwards every record about a watched object until the receiver goes
 /// away, keeping the kernel's watch set in step with what the records say
-/// was created, renamed or removed.
+/// was created, renamed or removed, and with the rules (`rewatches`).
 pub async fn read_records(
     ring: RingBuf<MapData>,
     tx: EventSender,
     stats: Arc<Stats>,
     mut watches: KernelWatches,
-    rules: Vec<Watch>,
+    mut rules: Vec<Watch>,
+    mut rewatches: tokio::sync::mpsc::UnboundedReceiver<Rewatch>,
 ) {
     // SAFETY: the ring buffer owns its map descriptor, which stays open and
     // unchanged for as long as the `AsyncFd` owns the ring buffer.
@@ -65,27 +75,43 @@ pub async fn read_records(
     };
     let mut batch = Vec::new();
     loop {
-        let mut guard = match fd.readable_mut().await {
+        let readable = tokio::select! {
+            readable = fd.readable_mut() => readable,
+            Some(Rewatch { watches: new, done }) = rewatches.recv() => {
+                // What the kernel reported under the old set goes out
+                // before the answer, so the daemon, which swaps the rules
+                // once every event sent before the answer is handled,
+                // judges it by the old rules. (The new set is resolved
+                // below, whatever these records changed.)
+                take_records(fd.get_mut(), watches.current(), &stats, &mut batch);
+                if !send_all(&tx, &mut batch).await {
+                    return;
+                }
+                if let Some(new) = new {
+                    rules = new;
+                }
+                let set = WatchSet::resolve(&rules);
+                for (path, why) in &set.rejected {
+                    tracing::error!(path = %path.display(), "watch ignored: {why}");
+                }
+                let inodes = set.keys.len();
+                let _ = done.send(
+                    watches
+                        .replace(set)
+                        .map(|()| inodes)
+                        .map_err(|e| format!("{e:#}")),
+                );
+                continue;
+            }
+        };
+        let mut guard = match readable {
             Ok(guard) => guard,
             Err(e) => {
                 tracing::error!("polling the eBPF ring buffer failed: {e}");
                 return;
             }
         };
-        let ring = guard.get_inner_mut();
-        let mut structural = false;
-        while let Some(item) = ring.next() {
-            let Some(mut event) = decode_item(&item) else {
-                continue;
-            };
-            structural |= is_structural(&event);
-            if keep_watched(&mut event, watches.current()) {
-                decode::add_command_line(&mut event.process);
-                batch.push(event);
-            } else {
-                stats.filtered.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let structural = take_records(guard.get_inner_mut(), watches.current(), &stats, &mut batch);
         guard.clear_ready();
         if structural {
             let set = WatchSet::resolve(&rules);
@@ -93,15 +119,48 @@ pub async fn read_records(
                 tracing::error!("{e:#}");
             }
         }
-        stats
-            .received
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for event in batch.drain(..) {
-            if tx.send(event).await.is_err() {
-                return;
-            }
+        if !send_all(&tx, &mut batch).await {
+            return;
         }
     }
+}
+
+/// Moves the records in the ring into `batch` as events, those about
+/// watched objects only; returns whether any can change what the watch
+/// paths name.
+fn take_records(
+    ring: &mut RingBuf<MapData>,
+    set: &WatchSet,
+    stats: &Stats,
+    batch: &mut Vec<Event>,
+) -> bool {
+    let mut structural = false;
+    while let Some(item) = ring.next() {
+        let Some(mut event) = decode_item(&item) else {
+            continue;
+        };
+        structural |= is_structural(&event);
+        if keep_watched(&mut event, set) {
+            decode::add_command_line(&mut event.process);
+            batch.push(event);
+        } else {
+            stats.filtered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    stats
+        .received
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    structural
+}
+
+/// Sends `batch`; false once the receiver has gone away.
+async fn send_all(tx: &EventSender, batch: &mut Vec<Event>) -> bool {
+    for event in batch.drain(..) {
+        if tx.send(event).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Events that can change which inode a watched path names: the actions
