@@ -1,14 +1,17 @@
 //! A private, real `rsyslogd` for the sink tests: its own configuration,
-//! pid file, work directory and loopback listeners (TCP, UDP and a unix
-//! datagram socket in its own directory, never /dev/log), writing every
+//! pid file, work directory and loopback listeners (TCP, UDP, RELP and a
+//! unix datagram socket in its own directory, never /dev/log; RELP over TLS
+//! too when started with TLS files), writing every
 //! dockwatch record it parses to a JSON-lines file of the fields rsyslog
 //! saw (app-name, procid, msgid, structured-data, msg, input).
 //!
 //! Callers hold [`crate::machine_lock`]: rsyslogd is machine-wide state.
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,6 +22,11 @@ pub struct Rsyslog {
     /// Plain TCP, or TLS when started with [`Rsyslog::start_tls`].
     pub tcp_port: u16,
     pub udp_port: u16,
+    /// Plain RELP (imrelp).
+    pub relp_port: u16,
+    /// RELP over TLS, demanding a client certificate; listening only when
+    /// started with [`Rsyslog::start_tls`].
+    pub relp_tls_port: u16,
     tls: Option<TlsFiles>,
 }
 
@@ -133,6 +141,8 @@ impl Rsyslog {
         let mut rsyslog = Rsyslog {
             tcp_port: free_tcp_port(),
             udp_port: free_udp_port(),
+            relp_port: free_tcp_port(),
+            relp_tls_port: free_tcp_port(),
             dir,
             child: None,
             tls,
@@ -168,6 +178,14 @@ impl Rsyslog {
         format!("syslog+udp://127.0.0.1:{}", self.udp_port)
     }
 
+    pub fn relp_url(&self) -> String {
+        format!("syslog+relp://127.0.0.1:{}", self.relp_port)
+    }
+
+    pub fn relp_tls_url(&self) -> String {
+        format!("syslog+relp+tls://127.0.0.1:{}", self.relp_tls_port)
+    }
+
     pub fn unix_url(&self) -> String {
         format!("syslog+unix://{}", self.unix_socket().display())
     }
@@ -186,12 +204,25 @@ impl Rsyslog {
                 "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"x509/certvalid\")".to_string(),
             ),
         };
+        let relp_tls = match &self.tls {
+            None => String::new(),
+            Some(t) => format!(
+                "input(type=\"imrelp\" port=\"{}\" address=\"127.0.0.1\" tls=\"on\" tls.caCert=\"{}\" tls.myCert=\"{}\" tls.myPrivKey=\"{}\" tls.authMode=\"certvalid\")\n",
+                self.relp_tls_port,
+                t.ca.display(),
+                t.server_cert.display(),
+                t.server_key.display()
+            ),
+        };
         let conf = format!(
             r#"global(workDirectory="{d}/work" maxMessageSize="64k")
 {tls_global}module(load="imuxsock" SysSock.Use="off")
 {imtcp}
 module(load="imudp")
+module(load="imrelp")
 input(type="imuxsock" Socket="{d}/log")
+input(type="imrelp" port="{relp}" address="127.0.0.1")
+{relp_tls}
 input(type="imtcp" port="{tcp}" address="127.0.0.1")
 input(type="imudp" port="{udp}" address="127.0.0.1")
 template(name="dw" type="list") {{
@@ -214,6 +245,7 @@ action(type="omfile" file="{d}/other.log")
 "#,
             tcp = self.tcp_port,
             udp = self.udp_port,
+            relp = self.relp_port,
         );
         std::fs::write(self.dir().join("rsyslog.conf"), conf).unwrap();
     }
@@ -236,8 +268,12 @@ action(type="omfile" file="{d}/other.log")
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            let relp_tls_up =
+                self.tls.is_none() || TcpStream::connect(("127.0.0.1", self.relp_tls_port)).is_ok();
             if self.unix_socket().exists()
                 && TcpStream::connect(("127.0.0.1", self.tcp_port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", self.relp_port)).is_ok()
+                && relp_tls_up
             {
                 return;
             }
@@ -332,6 +368,64 @@ pub fn hostile_paths() -> Vec<Vec<u8>> {
         b"/etc/docker/bad\xff\xfeutf8".to_vec(),
         b"/etc/docker/nul\x00byte".to_vec(),
     ]
+}
+
+/// A running `dw-push`, its stdout lines forwarded to a channel.
+pub struct Push {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Push {
+    pub fn start(state_dir: &std::path::Path, urls: &[String], extra: &[&str]) -> Push {
+        let mut cmd = Command::new(push_bin());
+        cmd.arg("--state-dir").arg(state_dir);
+        for url in urls {
+            cmd.arg("--url").arg(url);
+        }
+        let mut child = cmd
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn dw-push");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Push { child, lines }
+    }
+
+    /// Waits for a line starting with `prefix`; returns it.
+    pub fn expect(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("dw-push printed no {prefix:?} line within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Waits for the process to exit successfully.
+    pub fn finish(mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "dw-push failed: {status}");
+    }
+}
+
+impl Drop for Push {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The `dw-push` driver built beside the test binary.

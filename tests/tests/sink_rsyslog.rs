@@ -6,72 +6,11 @@
 //! dockwatch-tests --bins && cargo test -p dockwatch-tests --test sink_rsyslog`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dockwatch_tests::machine_lock;
-use dockwatch_tests::rsyslog::{alert_of, hostile_paths, push_bin, seq_of, Rsyslog};
+use dockwatch_tests::rsyslog::{alert_of, hostile_paths, seq_of, Push, Rsyslog};
 use serde_json::Value;
-
-/// A running `dw-push`, its stdout lines forwarded to a channel.
-struct Push {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Push {
-    fn start(state_dir: &std::path::Path, urls: &[String], extra: &[&str]) -> Push {
-        let mut cmd = Command::new(push_bin());
-        cmd.arg("--state-dir").arg(state_dir);
-        for url in urls {
-            cmd.arg("--url").arg(url);
-        }
-        let mut child = cmd
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn dw-push");
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Push { child, lines }
-    }
-
-    /// Waits for a line starting with `prefix`; returns it.
-    fn expect(&self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("dw-push printed no {prefix:?} line within {timeout:?}"),
-            }
-        }
-    }
-
-    /// Waits for the process to exit successfully.
-    fn finish(mut self) {
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "dw-push failed: {status}");
-    }
-}
-
-impl Drop for Push {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Records of one rsyslog input (`imtcp`, `imudp`, `imuxsock`).
 fn from_input<'a>(records: &'a [Value], input: &str) -> Vec<&'a Value> {

@@ -22,6 +22,8 @@ const APT_PACKAGES: &[&str] = &[
     "auditd",
     "rsyslog",
     "rsyslog-gnutls",
+    // imrelp, the receiver of the RELP output tests and `bench sink`.
+    "rsyslog-relp",
     "logrotate",
     "procps",
     "util-linux",

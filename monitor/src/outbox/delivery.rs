@@ -12,8 +12,19 @@
 //! zero times. The window is the kernel's count of unacknowledged bytes plus
 //! `resend_bytes` on stream sockets, `net.unix.max_dgram_qlen` records on
 //! unix datagram sockets, and nothing on UDP (which cannot know of any loss).
+//!
+//! RELP outputs need no guessing: the receiver answers every record by its
+//! transaction number. Up to [`RELP_WINDOW`] records are outstanding; the
+//! confirmed point passes a record only once it and every record before it
+//! got `rsp 200`. After a broken connection, a `serverclose` or a refusal
+//! (any other code, reported and retried with backoff), the thread resends
+//! from the confirmed point and skips the records already acknowledged
+//! beyond it, so a receiver restart yields neither loss nor duplicates.
+//! rsyslog's `imrelp` acknowledges once a record is in its main queue: a
+//! SIGTERM drains that queue before rsyslogd exits, a SIGKILL loses what it
+//! held unwritten (make the receiver's queue disk-assisted for that case).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -22,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::spool::{Batch, Pos, SpoolReader, SpoolWriter};
 use crate::alert::Alert;
 use crate::sink::format::Formatter;
+use crate::sink::relp::{self, RelpEndpoint, Reply, Session};
 use crate::sink::transport::{Connection, Endpoint, Framing};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -32,6 +44,11 @@ const SYNC_EVERY: Duration = Duration::from_millis(100);
 const SETTLE: Duration = Duration::from_millis(200);
 /// Bytes read from the spool and sent in one go.
 const BATCH_BYTES: usize = 256 * 1024;
+/// RELP records sent and not yet answered, at most.
+const RELP_WINDOW: usize = 1024;
+/// A RELP receiver that answers nothing for this long while records are
+/// outstanding is taken for hung: reconnect and resend the unanswered.
+const RELP_STALL: Duration = Duration::from_secs(30);
 
 /// What the sending side and the delivery thread share.
 struct Shared {
@@ -91,11 +108,29 @@ fn lock_of<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How a delivery thread is set up.
 pub struct Plan {
     pub name: String,
-    pub endpoint: Endpoint,
-    pub framing: Framing,
+    pub wire: Wire,
     pub formatter: Arc<Formatter>,
     pub resend_bytes: u64,
     pub host: Arc<str>,
+}
+
+/// The protocol a delivery thread speaks.
+pub enum Wire {
+    /// Plain syslog on a socket: delivery inferred from windows.
+    Syslog {
+        endpoint: Endpoint,
+        framing: Framing,
+    },
+    /// RELP: delivery acknowledged per record.
+    Relp(RelpEndpoint),
+}
+
+/// A RELP record sent (or found acknowledged) and not yet confirmed.
+struct Pending {
+    txnr: u32,
+    /// Where the record after it starts.
+    end: Pos,
+    acked: bool,
 }
 
 pub struct Outbox {
@@ -249,6 +284,14 @@ struct Delivery {
     shared: Arc<Shared>,
     reader: SpoolReader,
     conn: Option<Connection>,
+    relp: Option<Session>,
+    /// RELP records in flight, in spool order.
+    pending: VecDeque<Pending>,
+    /// Ends of RELP records acknowledged while one before them was not:
+    /// skipped, not resent, when the spool is read again from `confirmed`.
+    acked_ahead: BTreeSet<Pos>,
+    replies: Vec<Reply>,
+    last_reply: Instant,
     batch: Batch,
     /// End position and running totals after each batch not yet confirmed.
     inflight: VecDeque<(Pos, u64, u64)>,
@@ -276,6 +319,11 @@ impl Delivery {
             shared,
             reader,
             conn: None,
+            relp: None,
+            pending: VecDeque::new(),
+            acked_ahead: BTreeSet::new(),
+            replies: Vec::new(),
+            last_reply: now,
             batch: Batch::default(),
             inflight: VecDeque::new(),
             sent_bytes: 0,
@@ -306,20 +354,21 @@ impl Delivery {
                     conn.close();
                     self.confirm_all();
                 }
+                self.relp_close(Instant::now() + relp::REPLY_POLL * 10);
                 self.next_attempt = Instant::now();
             }
             self.housekeeping();
-            if stopping && self.conn.is_none() && self.failing_since.is_some() {
+            if stopping && !self.connected() && self.failing_since.is_some() {
                 // The receiver is down: waiting out the bound would only
                 // delay the exit; the spool keeps the rest for next time.
                 break;
             }
-            if self.conn.is_none() {
+            if !self.connected() {
                 if Instant::now() < self.next_attempt {
                     if stopping && self.nothing_pending() {
                         break;
                     }
-                    self.wait(self.next_attempt);
+                    self.pause(self.next_attempt);
                     continue;
                 }
                 if !self.connect() {
@@ -329,10 +378,20 @@ impl Delivery {
                     continue;
                 }
             }
+            if self.relp.is_some() {
+                let idle = self.relp_step();
+                if idle && stopping {
+                    break;
+                }
+                if idle {
+                    self.wait(Instant::now() + SETTLE);
+                }
+                continue;
+            }
             let end = self.shared.lock().end();
             if let Err(e) = self.reader.read(end, BATCH_BYTES, &mut self.batch) {
                 tracing::error!(sink = self.plan.name.as_str(), "cannot read the spool: {e}");
-                self.wait(Instant::now() + BACKOFF_MAX);
+                self.pause(Instant::now() + BACKOFF_MAX);
                 continue;
             }
             if self.batch.is_empty() {
@@ -352,9 +411,22 @@ impl Delivery {
         self.shared.lock().end() <= self.reader.position()
     }
 
+    fn connected(&self) -> bool {
+        self.conn.is_some() || self.relp.is_some()
+    }
+
     fn connect(&mut self) -> bool {
-        match Connection::connect(&self.plan.endpoint, self.plan.framing) {
-            Ok(conn) => {
+        let connected = match &self.plan.wire {
+            Wire::Syslog { endpoint, framing } => {
+                Connection::connect(endpoint, *framing).map(|c| self.conn = Some(c))
+            }
+            Wire::Relp(endpoint) => Session::connect(endpoint).map(|s| {
+                self.relp = Some(s);
+                self.last_reply = Instant::now();
+            }),
+        };
+        match connected {
+            Ok(()) => {
                 if let Some(since) = self.failing_since.take() {
                     tracing::info!(
                         sink = self.plan.name.as_str(),
@@ -362,7 +434,6 @@ impl Delivery {
                         since.elapsed()
                     );
                 }
-                self.conn = Some(conn);
                 self.backoff = BACKOFF_MIN;
                 true
             }
@@ -415,6 +486,212 @@ impl Delivery {
                 self.next_attempt = Instant::now();
             }
         }
+    }
+
+    /// One round on a RELP session: send what the window allows, then take
+    /// the replies that came. Returns whether nothing is left to send or to
+    /// wait for.
+    fn relp_step(&mut self) -> bool {
+        let room = RELP_WINDOW.saturating_sub(self.pending.len());
+        if room >= RELP_WINDOW / 4 {
+            let end = self.shared.lock().end();
+            if let Err(e) = self.reader.read(end, BATCH_BYTES, &mut self.batch) {
+                tracing::error!(sink = self.plan.name.as_str(), "cannot read the spool: {e}");
+                self.pause(Instant::now() + BACKOFF_MAX);
+                return false;
+            }
+            if !self.batch.is_empty() && self.relp_send(room).is_err() {
+                return false;
+            }
+        }
+        if self.pending.is_empty() {
+            return self.nothing_pending();
+        }
+        let session = self.relp.as_mut().expect("connected before sending");
+        match session.read_replies(&mut self.replies) {
+            Ok(true) => self.last_reply = Instant::now(),
+            Ok(false) if self.last_reply.elapsed() >= RELP_STALL => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the RELP receiver answered nothing for {RELP_STALL:?}"),
+                );
+                self.relp_drop(&e, true);
+                return false;
+            }
+            Ok(false) => return false,
+            Err(e) => {
+                // Answers read before the break still count.
+                let _ = self.take_replies();
+                self.relp_drop(&e, true);
+                return false;
+            }
+        }
+        if let Err((e, immediate)) = self.take_replies() {
+            self.relp_drop(&e, immediate);
+        }
+        false
+    }
+
+    /// Queues the batch's records (at most `room` of them, skipping those
+    /// already acknowledged) and writes them.
+    fn relp_send(&mut self, room: usize) -> std::io::Result<()> {
+        let session = self.relp.as_mut().expect("connected before sending");
+        let last = self.batch.records.last().map_or(0, |r| r.1);
+        let (segment, batch_end) = (self.batch.end.segment, self.batch.end.offset);
+        let mut sent = 0;
+        let mut taken = 0;
+        if self.pending.is_empty() {
+            self.last_reply = Instant::now();
+        }
+        for &(start, stop) in &self.batch.records {
+            let end = Pos {
+                segment,
+                offset: batch_end - (last - stop) as u64,
+            };
+            if self.acked_ahead.remove(&end) {
+                self.pending.push_back(Pending {
+                    txnr: 0,
+                    end,
+                    acked: true,
+                });
+            } else {
+                if sent == room {
+                    break;
+                }
+                let txnr = session.queue(&self.batch.data[start..stop]);
+                self.pending.push_back(Pending {
+                    txnr,
+                    end,
+                    acked: false,
+                });
+                sent += 1;
+            }
+            taken += 1;
+        }
+        if taken < self.batch.records.len() {
+            // The window is full: the rest is read again next round.
+            let resume = self.pending.back().expect("took at least one").end;
+            self.reader.seek(resume);
+        }
+        self.idle_since = Instant::now();
+        if let Err(e) = session.flush() {
+            self.relp_drop(&e, true);
+            return Err(e);
+        }
+        self.relp_confirm();
+        Ok(())
+    }
+
+    /// Applies the replies read; an error says why the session must end and
+    /// whether to reconnect at once (the receiver went away) or after the
+    /// backoff (it refused a record).
+    fn take_replies(&mut self) -> Result<(), (std::io::Error, bool)> {
+        let mut outcome = Ok(());
+        for reply in self.replies.drain(..) {
+            match reply {
+                Reply::Rsp {
+                    txnr, code: 200, ..
+                } => {
+                    if let Some(p) = self.pending.iter_mut().find(|p| p.txnr == txnr && !p.acked) {
+                        p.acked = true;
+                    }
+                }
+                Reply::Rsp { txnr, code, text } => {
+                    tracing::warn!(
+                        sink = self.plan.name.as_str(),
+                        txnr,
+                        "the RELP receiver refused an alert ({code} {text}); it stays spooled and is resent"
+                    );
+                    if outcome.is_ok() {
+                        outcome = Err((
+                            std::io::Error::other(format!(
+                                "RELP receiver refused a record: {code} {text}"
+                            )),
+                            false,
+                        ));
+                    }
+                }
+                Reply::ServerClose => {
+                    if outcome.is_ok() {
+                        outcome = Err((
+                            std::io::Error::new(
+                                std::io::ErrorKind::ConnectionAborted,
+                                "the RELP receiver closed the session (serverclose)",
+                            ),
+                            true,
+                        ));
+                    }
+                }
+            }
+        }
+        self.relp_confirm();
+        outcome
+    }
+
+    /// Moves the confirmed point past the acknowledged head of `pending`.
+    fn relp_confirm(&mut self) {
+        let mut newest = None;
+        while let Some(p) = self.pending.front() {
+            if !p.acked {
+                break;
+            }
+            newest = Some(p.end);
+            self.pending.pop_front();
+        }
+        if let Some(pos) = newest {
+            self.set_confirmed(pos);
+            self.report_dropped();
+        }
+    }
+
+    /// Forgets the session: what was acknowledged is remembered, the rest
+    /// is resent from the confirmed point on the next connection.
+    fn relp_drop(&mut self, e: &std::io::Error, immediate: bool) {
+        self.relp = None;
+        for p in self.pending.drain(..) {
+            if p.acked {
+                self.acked_ahead.insert(p.end);
+            }
+        }
+        self.reader.seek(self.confirmed);
+        self.failed(e);
+        if immediate {
+            // As on a stream: a receiver restart is usually over by the
+            // time the error shows.
+            self.next_attempt = Instant::now();
+        }
+    }
+
+    /// Waits until `deadline` for the outstanding answers, then closes the
+    /// session politely; unanswered records stay for the next connection.
+    fn relp_close(&mut self, deadline: Instant) {
+        let Some(mut session) = self.relp.take() else {
+            return;
+        };
+        while self.pending.iter().any(|p| !p.acked) && Instant::now() < deadline {
+            match session.read_replies(&mut self.replies) {
+                Ok(_) => {
+                    if self.take_replies().is_err() {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.take_replies();
+                    break;
+                }
+            }
+        }
+        session.close(
+            &mut self.replies,
+            deadline.max(Instant::now() + relp::REPLY_POLL),
+        );
+        let _ = self.take_replies();
+        for p in self.pending.drain(..) {
+            if p.acked {
+                self.acked_ahead.insert(p.end);
+            }
+        }
+        self.reader.seek(self.confirmed);
     }
 
     /// Moves the confirmed point past batches that can no longer be sitting
@@ -567,10 +844,22 @@ impl Delivery {
     /// Sleeps until `until`, new records, a stop or a reconnect request,
     /// whichever is first (at most [`SYNC_EVERY`], for the fsync).
     fn wait(&self, until: Instant) {
+        self.sleep(until, true);
+    }
+
+    /// Sleeps until `until`, a stop or a reconnect request (at most
+    /// [`SYNC_EVERY`]), not woken by new records: between reconnect attempts
+    /// and after a spool error there is nothing to do with them, and waking
+    /// would spin on the writer's lock and starve `send`.
+    fn pause(&self, until: Instant) {
+        self.sleep(until, false);
+    }
+
+    fn sleep(&self, until: Instant, for_records: bool) {
         let until = until.min(Instant::now() + SYNC_EVERY);
         let position = self.reader.position();
         let mut writer = self.shared.lock();
-        while writer.end() <= position
+        while (!for_records || writer.end() <= position)
             && !self.shared.stop.load(Ordering::Relaxed)
             && !self.shared.reconnect.load(Ordering::Relaxed)
         {
@@ -592,12 +881,13 @@ impl Delivery {
     /// Last words: what is confirmed is recorded, the rest stays spooled for
     /// the next start.
     fn finish(mut self) {
+        let deadline = *self
+            .shared
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.relp_close(deadline.unwrap_or_else(Instant::now));
         if let Some(conn) = self.conn.take() {
-            let deadline = *self
-                .shared
-                .deadline
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
             // Give the kernel the bounded time left to hand over the tail.
             while conn.unacked_bytes().unwrap_or(0) > 0
                 && deadline.is_some_and(|d| Instant::now() < d)

@@ -25,7 +25,7 @@ use crate::event::{Action, Detail, Event, Source};
 use crate::sink::file::FileSink;
 use crate::sink::{self, Target};
 pub use delivery::DeliveryStatus;
-use delivery::{Outbox, Plan};
+use delivery::{Outbox, Plan, Wire};
 use spool::SpoolWriter;
 
 /// The `[outbox]` section.
@@ -89,8 +89,9 @@ pub struct OutputStatus {
 enum Output {
     Stdout,
     File(FileSink),
-    /// With the spool directory to remove at exit when it is private.
-    Syslog(Outbox, Option<PathBuf>),
+    /// A syslog or RELP output behind its spool, with the spool directory
+    /// to remove at exit when it is private.
+    Spooled(Outbox, Option<PathBuf>),
 }
 
 impl Outputs {
@@ -113,57 +114,17 @@ impl Outputs {
                     endpoint,
                     framing,
                     formatter,
-                } => {
-                    let mut dir = spool_dir(&config.state_dir, url);
-                    let mut private = false;
-                    let lock = match lock_spool(&dir) {
-                        Ok(lock) => Ok(lock),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            // Another dockwatch (a `run` beside a `replay`)
-                            // owns the spool: use one of our own, removed
-                            // at exit once delivered.
-                            let shared = dir.clone();
-                            dir.set_extension(format!("pid{}", std::process::id()));
-                            private = true;
-                            tracing::warn!(
-                                "spool {} is in use by another dockwatch; using {}",
-                                shared.display(),
-                                dir.display()
-                            );
-                            lock_spool(&dir)
-                        }
-                        Err(e) => Err(e),
-                    }
-                    .map_err(|e| {
-                        ConfigError::new(format!(
-                            "output {url:?}: cannot use the spool {}: {e}; set state_dir to a writable directory",
-                            dir.display()
-                        ))
-                    })?;
-                    let (writer, reader) = SpoolWriter::open(
-                        &dir,
-                        config.outbox.spool_max_bytes,
-                        config.outbox.segment_bytes.max(4096),
-                    )
-                    .map_err(|e| {
-                        ConfigError::new(format!(
-                            "output {url:?}: cannot open the spool {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                    let plan = Plan {
-                        name: url.clone(),
-                        endpoint,
-                        framing,
-                        formatter: Arc::new(formatter),
-                        resend_bytes: config.outbox.resend_bytes,
-                        host: host.clone(),
-                    };
-                    let outbox = Outbox::start(plan, writer, reader, lock).map_err(|e| {
-                        ConfigError::new(format!("output {url:?}: cannot start delivery: {e}"))
-                    })?;
-                    Output::Syslog(outbox, private.then_some(dir))
-                }
+                } => spooled(
+                    url,
+                    Wire::Syslog { endpoint, framing },
+                    formatter,
+                    config,
+                    &host,
+                )?,
+                Target::Relp {
+                    endpoint,
+                    formatter,
+                } => spooled(url, Wire::Relp(endpoint), formatter, config, &host)?,
             };
             sinks.push(sink);
         }
@@ -191,7 +152,7 @@ impl Outputs {
         let mut json_ready = false;
         for sink in &mut self.sinks {
             match sink {
-                Output::Syslog(outbox, _) => outbox.send(alert),
+                Output::Spooled(outbox, _) => outbox.send(alert),
                 Output::Stdout | Output::File(_) => {
                     if !json_ready {
                         self.line.clear();
@@ -237,7 +198,7 @@ impl Outputs {
                         tracing::error!("cannot reopen {}: {e}", file.path().display());
                     }
                 }
-                Output::Syslog(outbox, _) => outbox.reconnect(),
+                Output::Spooled(outbox, _) => outbox.reconnect(),
             }
         }
     }
@@ -250,7 +211,7 @@ impl Outputs {
             .map(|(sink, url)| OutputStatus {
                 output: url.clone(),
                 delivery: match sink {
-                    Output::Syslog(outbox, _) => Some(outbox.status()),
+                    Output::Spooled(outbox, _) => Some(outbox.status()),
                     Output::Stdout | Output::File(_) => None,
                 },
             })
@@ -260,7 +221,7 @@ impl Outputs {
     /// Whether every syslog sink has delivered all it accepted.
     pub fn delivered(&self) -> bool {
         self.sinks.iter().all(|s| match s {
-            Output::Syslog(outbox, _) => outbox.delivered(),
+            Output::Spooled(outbox, _) => outbox.delivered(),
             _ => true,
         })
     }
@@ -292,7 +253,7 @@ impl Outputs {
             .sinks
             .into_iter()
             .filter_map(|s| match s {
-                Output::Syslog(outbox, private) => Some((outbox, private)),
+                Output::Spooled(outbox, private) => Some((outbox, private)),
                 _ => None,
             })
             .collect();
@@ -306,6 +267,63 @@ impl Outputs {
             }
         }
     }
+}
+
+/// A syslog or RELP output: its spool, locked, and its delivery thread.
+fn spooled(
+    url: &str,
+    wire: Wire,
+    formatter: sink::format::Formatter,
+    config: &Config,
+    host: &Arc<str>,
+) -> Result<Output, ConfigError> {
+    let mut dir = spool_dir(&config.state_dir, url);
+    let mut private = false;
+    let lock = match lock_spool(&dir) {
+        Ok(lock) => Ok(lock),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            // Another dockwatch (a `run` beside a `replay`)
+            // owns the spool: use one of our own, removed
+            // at exit once delivered.
+            let shared = dir.clone();
+            dir.set_extension(format!("pid{}", std::process::id()));
+            private = true;
+            tracing::warn!(
+                "spool {} is in use by another dockwatch; using {}",
+                shared.display(),
+                dir.display()
+            );
+            lock_spool(&dir)
+        }
+        Err(e) => Err(e),
+    }
+    .map_err(|e| {
+        ConfigError::new(format!(
+            "output {url:?}: cannot use the spool {}: {e}; set state_dir to a writable directory",
+            dir.display()
+        ))
+    })?;
+    let (writer, reader) = SpoolWriter::open(
+        &dir,
+        config.outbox.spool_max_bytes,
+        config.outbox.segment_bytes.max(4096),
+    )
+    .map_err(|e| {
+        ConfigError::new(format!(
+            "output {url:?}: cannot open the spool {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let plan = Plan {
+        name: url.to_string(),
+        wire,
+        formatter: Arc::new(formatter),
+        resend_bytes: config.outbox.resend_bytes,
+        host: host.clone(),
+    };
+    let outbox = Outbox::start(plan, writer, reader, lock)
+        .map_err(|e| ConfigError::new(format!("output {url:?}: cannot start delivery: {e}")))?;
+    Ok(Output::Spooled(outbox, private.then_some(dir)))
 }
 
 /// The alert that reports drops by an outbox bound.
@@ -466,5 +484,110 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    /// A RELP peer that reads frames off `conn`: `(txnr, command, data)`.
+    fn relp_frames(
+        conn: &mut std::io::BufReader<std::net::TcpStream>,
+        n: usize,
+    ) -> Vec<(String, String, String)> {
+        use std::io::{BufRead, Read};
+        let mut frames = Vec::new();
+        while frames.len() < n {
+            let mut head = Vec::new();
+            for _ in 0..3 {
+                let mut word = Vec::new();
+                loop {
+                    let mut b = [0u8];
+                    conn.read_exact(&mut b).unwrap();
+                    if b[0] == b' ' || b[0] == b'\n' {
+                        break;
+                    }
+                    word.push(b[0]);
+                }
+                head.push(String::from_utf8(word).unwrap());
+            }
+            let len: usize = head[2].parse().unwrap();
+            let mut data = vec![0; len];
+            conn.read_exact(&mut data).unwrap();
+            if len > 0 {
+                let mut lf = Vec::new();
+                conn.read_until(b'\n', &mut lf).unwrap();
+            }
+            frames.push((
+                head[0].clone(),
+                head[1].clone(),
+                String::from_utf8(data).unwrap(),
+            ));
+        }
+        frames
+    }
+
+    /// The one behaviour imrelp cannot be made to show on demand: a
+    /// refusal. The refused alert is reported and resent on a new session;
+    /// the ones answered 200 around it are not sent again.
+    #[test]
+    fn a_refused_relp_record_is_resent_alone() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = std::thread::spawn(move || {
+            let open_ok = |conn: &mut std::net::TcpStream, txnr: &str| {
+                let data = "200 OK\nrelp_version=0\ncommands=syslog";
+                writeln!(conn, "{txnr} rsp {} {data}", data.len()).unwrap();
+            };
+            let paths = |frames: &[(String, String, String)]| -> Vec<String> {
+                frames
+                    .iter()
+                    .map(|(_, _, d)| {
+                        let v: serde_json::Value = serde_json::from_str(d).unwrap();
+                        v["file"]["path"].as_str().unwrap().to_string()
+                    })
+                    .collect()
+            };
+            let (first, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(first.try_clone().unwrap());
+            let mut first = first;
+            let open = relp_frames(&mut reader, 1);
+            assert_eq!(open[0].1, "open");
+            assert!(open[0].2.contains("commands=syslog"), "{}", open[0].2);
+            open_ok(&mut first, &open[0].0);
+            let records = relp_frames(&mut reader, 5);
+            // Answers out of order, the refusal last: every 200 is seen
+            // before the client gives the session up.
+            for (i, (txnr, command, _)) in records.iter().enumerate() {
+                assert_eq!(command, "syslog");
+                if i != 1 {
+                    writeln!(first, "{txnr} rsp 6 200 OK").unwrap();
+                }
+            }
+            writeln!(first, "{} rsp 14 500 queue full", records[1].0).unwrap();
+            let (second, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(second.try_clone().unwrap());
+            let mut second = second;
+            let open = relp_frames(&mut reader, 1);
+            open_ok(&mut second, &open[0].0);
+            let resent = relp_frames(&mut reader, 1);
+            writeln!(second, "{} rsp 6 200 OK", resent[0].0).unwrap();
+            (paths(&records), paths(&resent), reader)
+        });
+        let config = Config {
+            state_dir: dir.path().join("state"),
+            ..Config::default()
+        };
+        let url = format!("syslog+relp://127.0.0.1:{port}?format=json");
+        let mut outputs = Outputs::open(std::slice::from_ref(&url), &config).unwrap();
+        for n in 0..5 {
+            outputs.send(&alert(n));
+        }
+        assert!(outputs.wait_delivered(Duration::from_secs(10)));
+        let (first, resent, conn) = peer.join().unwrap();
+        // The peer hangs up instead of answering `close`.
+        drop(conn);
+        let want: Vec<String> = (0..5).map(|n| format!("/etc/docker/{n}")).collect();
+        assert_eq!(first, want);
+        assert_eq!(resent, ["/etc/docker/1"]);
+        outputs.shutdown_blocking();
     }
 }

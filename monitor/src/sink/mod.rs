@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod format;
+pub mod relp;
 pub mod tls;
 pub mod transport;
 
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use crate::config::{Config, ConfigError};
 use file::Rotation;
 use format::{Format, Formatter};
+use relp::RelpEndpoint;
 use transport::{Endpoint, Framing};
 
 /// The `[tls]` section: certificates for `syslog+tls://` outputs.
@@ -34,8 +36,8 @@ pub struct TlsConfig {
 
 /// What an error message lists as valid output URLs.
 pub const ACCEPTED_URLS: &str = "stdout, file:///PATH, syslog+unix:///PATH, \
-    syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT] or syslog+tls://HOST[:PORT]; \
-    file takes ?max_bytes=N&keep=N, syslog takes ?format=rfc5424|rfc3164|json, \
+    syslog+udp://HOST[:PORT], syslog+tcp://HOST[:PORT], syslog+tls://HOST[:PORT], \
+    syslog+relp://HOST[:PORT] or syslog+relp+tls://HOST[:PORT]; file takes ?max_bytes=N&keep=N, syslog takes ?format=rfc5424|rfc3164|json, \
     &framing=octet|newline (tcp, tls) and &facility=NAME";
 
 /// A parsed output URL.
@@ -49,6 +51,11 @@ pub enum Target {
     Syslog {
         endpoint: Endpoint,
         framing: Framing,
+        formatter: Formatter,
+    },
+    /// RELP: every record acknowledged by the receiver.
+    Relp {
+        endpoint: RelpEndpoint,
         formatter: Formatter,
     },
 }
@@ -106,6 +113,36 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
                 rotation,
             })
         }
+        "syslog+relp" | "syslog+relp+tls" => {
+            let mut format = Format::Rfc5424;
+            let mut facility = 3; // daemon
+            for (key, value) in params {
+                match key {
+                    "format" => {
+                        format = Format::from_name(value)
+                            .ok_or_else(|| bad("format is rfc5424, rfc3164 or json"))?
+                    }
+                    "facility" => facility = facility_code(value).ok_or_else(|| bad(FACILITIES))?,
+                    _ => return Err(bad(&format!("syslog+relp takes no option {key:?}"))),
+                }
+            }
+            let (host, port) = host_port(rest, relp::DEFAULT_PORT)
+                .ok_or_else(|| bad("expected HOST or HOST:PORT"))?;
+            let tls = if scheme == "syslog+relp+tls" {
+                let server_name = ServerName::try_from(host.to_string())
+                    .map_err(|_| bad("the host is not a valid TLS server name"))?;
+                Some((server_name, tls::client_config(&config.tls)?))
+            } else {
+                None
+            };
+            Ok(Target::Relp {
+                endpoint: RelpEndpoint {
+                    addr: socket_addr(host, port),
+                    tls,
+                },
+                formatter: Formatter::new(format, facility, true),
+            })
+        }
         "syslog+unix" | "syslog+udp" | "syslog+tcp" | "syslog+tls" => {
             let is_unix = scheme == "syslog+unix";
             let mut format = if is_unix {
@@ -117,13 +154,18 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
             let mut facility = 3; // daemon
             for (key, value) in params {
                 match key {
-                    "format" => format = Format::from_name(value).ok_or_else(|| bad("format is rfc5424, rfc3164 or json"))?,
-                    "framing" => framing = match value {
-                        "octet" | "octet-counting" => Framing::OctetCounting,
-                        "newline" | "lf" => Framing::Newline,
-                        _ => return Err(bad("framing is octet or newline")),
-                    },
-                    "facility" => facility = facility_code(value).ok_or_else(|| bad("facility is kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp or local0..local7"))?,
+                    "format" => {
+                        format = Format::from_name(value)
+                            .ok_or_else(|| bad("format is rfc5424, rfc3164 or json"))?
+                    }
+                    "framing" => {
+                        framing = match value {
+                            "octet" | "octet-counting" => Framing::OctetCounting,
+                            "newline" | "lf" => Framing::Newline,
+                            _ => return Err(bad("framing is octet or newline")),
+                        }
+                    }
+                    "facility" => facility = facility_code(value).ok_or_else(|| bad(FACILITIES))?,
                     _ => return Err(bad(&format!("syslog takes no option {key:?}"))),
                 }
             }
@@ -138,11 +180,7 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
                 let default_port = if scheme == "syslog+tls" { 6514 } else { 514 };
                 let (host, port) = host_port(rest, default_port)
                     .ok_or_else(|| bad("expected HOST or HOST:PORT"))?;
-                let addr = if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                };
+                let addr = socket_addr(host, port);
                 match scheme {
                     "syslog+udp" => Endpoint::Udp(addr),
                     "syslog+tcp" => Endpoint::Tcp(addr),
@@ -165,6 +203,17 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
             })
         }
         _ => Err(bad(&format!("unknown scheme {scheme:?}"))),
+    }
+}
+
+const FACILITIES: &str = "facility is kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp or local0..local7";
+
+/// `HOST:PORT`, with brackets around an IPv6 address.
+fn socket_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -276,6 +325,31 @@ mod tests {
     }
 
     #[test]
+    fn relp_urls_default_to_port_2514_and_rfc5424() {
+        match parse("syslog+relp://collector.example").unwrap() {
+            Target::Relp {
+                endpoint,
+                formatter,
+            } => {
+                assert_eq!(endpoint.addr, "collector.example:2514");
+                assert!(endpoint.tls.is_none());
+                assert_eq!(formatter.format, Format::Rfc5424);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("syslog+relp://[::1]:20514?facility=local0").unwrap() {
+            Target::Relp {
+                endpoint,
+                formatter,
+            } => {
+                assert_eq!(endpoint.addr, "[::1]:20514");
+                assert_eq!(formatter.facility, 16);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn errors_name_the_url_and_the_accepted_forms() {
         for url in [
             "syslog://x",
@@ -283,6 +357,8 @@ mod tests {
             "syslog+tcp://host:port",
             "syslog+tcp://:514",
             "syslog+udp://h?format=xml",
+            "syslog+relp://h?framing=octet",
+            "syslog+relp://h:0",
             "stdout?x=1",
             "/var/log/x",
         ] {

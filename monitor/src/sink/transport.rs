@@ -19,7 +19,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 /// How long a connect or a stalled write may take before the connection is
 /// given up and rebuilt (the records are resent from the spool).
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a syslog sink sends.
 #[derive(Debug, Clone)]
@@ -100,18 +100,7 @@ impl Connection {
                 addr,
                 server_name,
                 config,
-            } => {
-                let mut tcp = tcp_connect(addr)?;
-                let mut tls = ClientConnection::new(config.clone(), server_name.clone())
-                    .map_err(io::Error::other)?;
-                // Finish the handshake now, so a certificate problem shows
-                // as a connect failure rather than a lost first batch.
-                while tls.is_handshaking() {
-                    tls.complete_io(&mut tcp)?;
-                }
-                await_verdict(&mut tls, &mut tcp)?;
-                Socket::Tls(Box::new(StreamOwned::new(tls, tcp)))
-            }
+            } => Socket::Tls(tls_connect(addr, server_name, config)?),
         };
         Ok(Connection {
             socket,
@@ -192,6 +181,25 @@ impl Connection {
     }
 }
 
+/// A TLS stream to `addr`, handshake done and the receiver's verdict on
+/// our certificate awaited; shared by the syslog and RELP outputs.
+pub fn tls_connect(
+    addr: &str,
+    server_name: &ServerName<'static>,
+    config: &Arc<ClientConfig>,
+) -> io::Result<Box<StreamOwned<ClientConnection, TcpStream>>> {
+    let mut tcp = tcp_connect(addr)?;
+    let mut tls =
+        ClientConnection::new(config.clone(), server_name.clone()).map_err(io::Error::other)?;
+    // Finish the handshake now, so a certificate problem shows as a
+    // connect failure rather than a lost first batch.
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp)?;
+    }
+    await_verdict(&mut tls, &mut tcp)?;
+    Ok(Box::new(StreamOwned::new(tls, tcp)))
+}
+
 /// How long a new TLS 1.3 connection waits for the receiver's verdict.
 const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -267,7 +275,7 @@ fn resolve(addr: &str) -> io::Result<std::net::SocketAddr> {
     })
 }
 
-fn tcp_connect(addr: &str) -> io::Result<TcpStream> {
+pub fn tcp_connect(addr: &str) -> io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&resolve(addr)?, IO_TIMEOUT)?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;

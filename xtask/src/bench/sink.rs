@@ -1,11 +1,12 @@
 //! `cargo xtask bench sink`: alerts per second delivered to a real rsyslogd
-//! over TCP through dockwatch's outbox (spool, delivery thread, RFC 5424,
-//! octet counting), and the sender's peak RSS, against a baseline in the
-//! same run: the very same records written by a plain buffered TCP writer.
+//! through dockwatch's outbox (spool, delivery thread, RFC 5424), over TCP
+//! (octet counting) and over RELP (imrelp, every record acknowledged), and
+//! the sender's peak RSS, against a baseline in the same run: the very same
+//! records written by a plain buffered TCP writer.
 //!
-//! Both runs end when rsyslogd has written the last record, so the figures
-//! are end-to-end delivery rates and the ratio shows what the outbox costs
-//! on top of what the receiver can take.
+//! Every run ends when rsyslogd has written the last record, so the figures
+//! are end-to-end delivery rates and the ratios show what the outbox (and
+//! RELP's acknowledgements) cost on top of what the receiver can take.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -42,22 +43,39 @@ pub fn run() -> anyhow::Result<()> {
     // Alternate the two, three rounds, and keep the medians: the machine
     // is shared, and alternating spreads the noise over both.
     let (mut baselines, mut outboxes, mut accepts, mut rss) = (vec![], vec![], vec![], vec![]);
+    let (mut relps, mut relp_rss) = (vec![], vec![]);
     for round in 0..ROUNDS {
         baselines.push(plain_writer(&rsyslog, &record)?);
-        let (delivered, accepted, rss_mib) =
-            outbox(&rsyslog, &push, &work.path().join(format!("state-{round}")))?;
+        let tcp_url = format!("syslog+tcp://127.0.0.1:{}", rsyslog.port);
+        let (delivered, accepted, rss_mib) = outbox(
+            &rsyslog,
+            &push,
+            &tcp_url,
+            &work.path().join(format!("state-{round}")),
+        )?;
         outboxes.push(delivered);
         accepts.push(accepted);
         rss.push(rss_mib);
+        let relp_url = format!("syslog+relp://127.0.0.1:{}", rsyslog.relp_port);
+        let (delivered, _, rss_mib) = outbox(
+            &rsyslog,
+            &push,
+            &relp_url,
+            &work.path().join(format!("relp-state-{round}")),
+        )?;
+        relps.push(delivered);
+        relp_rss.push(rss_mib);
     }
     let baseline = median(baselines);
     let outbox = median(outboxes);
     let accepted = median(accepts);
     let rss_mib = rss.into_iter().fold(0.0, f64::max);
+    let relp = median(relps);
+    let relp_rss_mib = relp_rss.into_iter().fold(0.0, f64::max);
 
     let rate = |secs: f64| ALERTS as f64 / secs;
     println!(
-        "bench sink: {ALERTS} alerts of {} bytes to rsyslogd over TCP (RFC 5424, octet counting), median of {ROUNDS}",
+        "bench sink: {ALERTS} alerts of {} bytes to rsyslogd (RFC 5424) over TCP (octet counting) and RELP, median of {ROUNDS}",
         record.len()
     );
     println!(
@@ -75,17 +93,18 @@ pub fn run() -> anyhow::Result<()> {
     );
     println!("  dockwatch peak RSS (max of runs):     {rss_mib:>9.1} MiB");
     println!(
-        "  targets: {TARGET_RATE:.0} alerts/s ({}), RSS < {TARGET_RSS_MIB} MiB ({})",
-        if rate(outbox) >= TARGET_RATE {
-            "met"
-        } else {
-            "missed"
-        },
-        if rss_mib < TARGET_RSS_MIB {
-            "met"
-        } else {
-            "missed"
-        },
+        "  dockwatch outbox over RELP, delivered: {:>8.0} alerts/s  ({:.2}x baseline)",
+        rate(relp),
+        baseline / relp
+    );
+    println!("  dockwatch RELP peak RSS (max of runs): {relp_rss_mib:>8.1} MiB");
+    let verdict = |ok: bool| if ok { "met" } else { "missed" };
+    println!(
+        "  targets: {TARGET_RATE:.0} alerts/s (tcp {}, relp {}), RSS <= {TARGET_RSS_MIB} MiB (tcp {}, relp {})",
+        verdict(rate(outbox) >= TARGET_RATE),
+        verdict(rate(relp) >= TARGET_RATE),
+        verdict(rss_mib <= TARGET_RSS_MIB),
+        verdict(relp_rss_mib <= TARGET_RSS_MIB),
     );
     rsyslog.stop();
     Ok(())
@@ -112,15 +131,21 @@ fn plain_writer(rsyslog: &Receiver, record: &[u8]) -> anyhow::Result<f64> {
 }
 
 /// Seconds until rsyslogd has written `ALERTS` alerts sent through the
-/// outbox, seconds `send` took for them, and the sender's peak RSS in MiB.
-fn outbox(rsyslog: &Receiver, push: &Path, state: &Path) -> anyhow::Result<(f64, f64, f64)> {
+/// outbox to `url`, seconds `send` took for them, and the sender's peak RSS
+/// in MiB.
+fn outbox(
+    rsyslog: &Receiver,
+    push: &Path,
+    url: &str,
+    state: &Path,
+) -> anyhow::Result<(f64, f64, f64)> {
     let before = rsyslog.lines();
     let started = Instant::now();
     let mut child = Command::new(push)
         .arg("--state-dir")
         .arg(state)
         .arg("--url")
-        .arg(format!("syslog+tcp://127.0.0.1:{}", rsyslog.port))
+        .arg(url)
         .args(["--count", &ALERTS.to_string(), "--wait", "120"])
         .stdout(Stdio::piped())
         .spawn()?;
@@ -189,23 +214,28 @@ fn field(report: &str, name: &str) -> Option<f64> {
         })
 }
 
-/// A private rsyslogd that writes one two-byte line per record, so the
-/// receiver's own cost stays small and counting is a file size.
+/// A private rsyslogd (imtcp and imrelp) that writes one two-byte line per
+/// record, so the receiver's own cost stays small and counting is a file
+/// size.
 struct Receiver {
     child: Option<Child>,
     port: u16,
+    relp_port: u16,
     output: PathBuf,
 }
 
 impl Receiver {
     fn start(dir: &Path) -> anyhow::Result<Receiver> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let relp_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let output = dir.join("received");
         std::fs::create_dir_all(dir.join("work"))?;
         let conf = format!(
             r#"global(workDirectory="{d}/work" maxMessageSize="64k")
 module(load="imtcp")
 input(type="imtcp" port="{port}" address="127.0.0.1")
+module(load="imrelp")
+input(type="imrelp" port="{relp_port}" address="127.0.0.1")
 template(name="one" type="string" string="x\n")
 action(type="omfile" file="{out}" template="one" asyncWriting="on" ioBufferSize="256k" flushOnTXEnd="off" flushInterval="1")
 "#,
@@ -221,16 +251,20 @@ action(type="omfile" file="{out}" template="one" asyncWriting="on" ioBufferSize=
             .arg(dir.join("rsyslogd.pid"))
             .stdin(Stdio::null())
             .spawn()
-            .context("start rsyslogd (cargo xtask setup installs it)")?;
+            .context("start rsyslogd (cargo xtask setup installs it, and rsyslog-relp)")?;
         let receiver = Receiver {
             child: Some(child),
             port,
+            relp_port,
             output,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while [port, relp_port]
+            .iter()
+            .any(|&p| TcpStream::connect(("127.0.0.1", p)).is_err())
+        {
             if Instant::now() > deadline {
-                bail!("rsyslogd did not listen on {port}");
+                bail!("rsyslogd did not listen on {port} and {relp_port}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
