@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod docker;
 pub mod ebpf;
+pub mod mountinfo;
 pub mod mounts;
 
 use serde::Deserialize;

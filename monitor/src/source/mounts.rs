@@ -36,6 +36,7 @@ use tokio::io::Interest;
 use super::EventSender;
 use crate::event::{Action, Detail, Event, FileRef, MountChange, Outcome, Source};
 use crate::rules::{path_is_at_or_below, Watch};
+use crate::source::mountinfo::{self, MountEntry as Mount};
 
 /// The `[sources.mounts]` section of the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -165,21 +166,6 @@ fn event(op: &'static str, mount: &Mount, covers: Vec<Bytes>) -> Event {
     event
 }
 
-/// One line of mountinfo, the fields that tell mounts apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Mount {
-    /// Where it is mounted, unescaped.
-    point: Vec<u8>,
-    /// The directory of the mounted file system shown there (a bind
-    /// mount's source within its file system).
-    root: Vec<u8>,
-    fstype: String,
-    /// The mount source (`/dev/sda1`, `tmpfs`, `overlay`).
-    source: Vec<u8>,
-    /// Per-mount options (`ro,nosuid`).
-    options: String,
-}
-
 fn read_table(file: &mut std::fs::File) -> std::io::Result<HashMap<u64, Mount>> {
     file.rewind()?;
     let mut text = Vec::with_capacity(16 * 1024);
@@ -187,61 +173,9 @@ fn read_table(file: &mut std::fs::File) -> std::io::Result<HashMap<u64, Mount>> 
     Ok(parse_table(&text))
 }
 
-/// Parses mountinfo (proc(5)); lines it cannot read are skipped, as the
-/// kernel writes none.
+/// The table by mount id.
 fn parse_table(text: &[u8]) -> HashMap<u64, Mount> {
-    text.split(|&b| b == b'\n').filter_map(parse_line).collect()
-}
-
-fn parse_line(line: &[u8]) -> Option<(u64, Mount)> {
-    let mut fields = line.split(|&b| b == b' ');
-    let id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
-    let _parent = fields.next()?;
-    let _dev = fields.next()?;
-    let root = unescape(fields.next()?);
-    let point = unescape(fields.next()?);
-    let options = String::from_utf8_lossy(fields.next()?).into_owned();
-    // Optional fields (shared:N, master:N) end at a lone "-".
-    for field in fields.by_ref() {
-        if field == b"-" {
-            break;
-        }
-    }
-    let fstype = String::from_utf8_lossy(fields.next()?).into_owned();
-    let source = unescape(fields.next()?);
-    Some((
-        id,
-        Mount {
-            point,
-            root,
-            fstype,
-            source,
-            options,
-        },
-    ))
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                let value = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
-                out.push(value as u8);
-                i += 4;
-            }
-            None => {
-                out.push(field[i]);
-                i += 1;
-            }
-        }
-    }
-    out
+    mountinfo::entries(text).map(|m| (m.id, m)).collect()
 }
 
 /// What changed between two readings, in mount id order: a new id is a
@@ -262,7 +196,9 @@ fn changes<'a>(
             (Some(old), None) => out.push(("unmount", old)),
             (Some(old), Some(new)) if old == new => {}
             (Some(old), Some(new)) => {
-                if (&old.root, &old.fstype, &old.source) != (&new.root, &new.fstype, &new.source) {
+                if (&old.root, &old.dev, &old.fstype, &old.source)
+                    != (&new.root, &new.dev, &new.fstype, &new.source)
+                {
                     out.push(("unmount", old));
                     out.push(("mount", new));
                 } else if old.point != new.point {
@@ -297,16 +233,10 @@ mod tests {
 40 27 0:40 / /etc/my\\040docker rw,nosuid shared:7 master:2 - tmpfs tmp\\134fs rw\n";
 
     #[test]
-    fn mountinfo_fields_are_read_and_unescaped() {
+    fn the_table_is_keyed_by_mount_id() {
         let table = parse_table(TABLE);
         assert_eq!(table.len(), 3);
-        let m = &table[&40];
-        assert_eq!(m.point, b"/etc/my docker");
-        assert_eq!(m.source, b"tmp\\fs");
-        assert_eq!(
-            (m.fstype.as_str(), m.options.as_str()),
-            ("tmpfs", "rw,nosuid")
-        );
+        assert_eq!(table[&40].point, b"/etc/my docker");
         assert_eq!(table[&27].point, b"/");
     }
 
@@ -319,9 +249,8 @@ mod tests {
         after.get_mut(&40).unwrap().point = b"/srv".to_vec();
         after.insert(
             50,
-            parse_line(b"50 27 254:1 /usr/bin/true /usr/bin/runc rw - ext4 /dev/vda rw")
-                .unwrap()
-                .1,
+            mountinfo::entry(b"50 27 254:1 /usr/bin/true /usr/bin/runc rw - ext4 /dev/vda rw")
+                .unwrap(),
         );
         let ops: Vec<(&str, &[u8])> = changes(&before, &after)
             .into_iter()

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
+use crate::source::mountinfo;
+
 /// The host's mounts as this process sees them.
 pub static MOUNTS: LazyLock<Mounts> = LazyLock::new(Mounts::default);
 
@@ -36,56 +38,12 @@ impl Mounts {
 /// Each device's first mount of its root directory.
 fn parse(mountinfo: &[u8]) -> HashMap<u64, Vec<u8>> {
     let mut by_dev = HashMap::new();
-    for line in mountinfo.split(|&b| b == b'\n') {
-        // id parent major:minor root mount-point options ...
-        let mut fields = line.split(|&b| b == b' ');
-        let (Some(_), Some(_), Some(dev), Some(root), Some(point)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            continue;
-        };
-        if root != b"/" {
-            continue;
+    for entry in mountinfo::entries(mountinfo) {
+        if let (Some(dev), b"/") = (entry.dev, entry.root.as_slice()) {
+            by_dev.entry(dev).or_insert(entry.point);
         }
-        let Some(dev) = kernel_dev(dev) else {
-            continue;
-        };
-        by_dev.entry(dev).or_insert_with(|| unescape(point));
     }
     by_dev
-}
-
-/// `major:minor` as the kernel's `MKDEV`.
-fn kernel_dev(text: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(text).ok()?;
-    let (major, minor) = text.split_once(':')?;
-    Some((major.parse::<u64>().ok()? << 20) | minor.parse::<u64>().ok()?)
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(field[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
