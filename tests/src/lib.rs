@@ -237,10 +237,27 @@ impl Monitored {
     /// Writes `rules_yaml` as the only rule file and `config_toml` as the
     /// configuration, then starts the daemon and waits until it is ready.
     pub fn start(rules_yaml: &str, config_toml: &str) -> Monitored {
+        Monitored::launch(&[], "rules.yaml", rules_yaml, config_toml)
+    }
+
+    /// The same over the shipped rules plus `rules_yaml` (as `99-test.yaml`).
+    pub fn start_over_shipped(rules_yaml: &str, config_toml: &str) -> Monitored {
+        let shipped: Vec<PathBuf> = std::fs::read_dir(shipped_rules())
+            .expect("read the shipped rules")
+            .map(|entry| entry.expect("read the shipped rules").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        Monitored::launch(&shipped, "99-test.yaml", rules_yaml, config_toml)
+    }
+
+    fn launch(copies: &[PathBuf], name: &str, rules_yaml: &str, config_toml: &str) -> Monitored {
         let tmp = tempfile::tempdir().expect("tempdir");
         let rules = tmp.path().join("rules");
         std::fs::create_dir(&rules).expect("mkdir rules");
-        std::fs::write(rules.join("rules.yaml"), rules_yaml).expect("write rules");
+        for file in copies {
+            std::fs::copy(file, rules.join(file.file_name().unwrap())).expect("copy a rule file");
+        }
+        std::fs::write(rules.join(name), rules_yaml).expect("write rules");
         let config = tmp.path().join("config.toml");
         std::fs::write(&config, config_toml).expect("write config");
         let alerts = tmp.path().join("alerts.jsonl");
@@ -258,6 +275,12 @@ impl Monitored {
             alerts,
             _tmp: tmp,
         }
+    }
+
+    /// The daemon, the alert file and the private directory that holds
+    /// it (removed when dropped), for a test's own wrapper.
+    pub fn into_parts(self) -> (Daemon, PathBuf, tempfile::TempDir) {
+        (self.daemon, self.alerts, self._tmp)
     }
 
     /// The private directory: `rules/rules.yaml`, `config.toml`, the alert

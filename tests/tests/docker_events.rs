@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dockwatch_tests::docker::{Engine, IMAGE, SOCKET};
-use dockwatch_tests::{machine_lock, read_alerts, shipped_rules, wait_for_alerts, Daemon};
+use dockwatch_tests::{machine_lock, read_alerts, wait_for_alerts, Daemon, Monitored};
 use serde_json::Value;
 
 /// Every `container_create` the engine reports, as an alert, so a test
@@ -36,48 +36,27 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Watching {
     daemon: Daemon,
     alerts: PathBuf,
-    _tmp: tempfile::TempDir,
+    _monitored: tempfile::TempDir,
 }
 
 impl Watching {
     fn start() -> Watching {
-        let tmp = tempfile::tempdir().unwrap();
-        let rules = tmp.path().join("rules");
-        std::fs::create_dir(&rules).unwrap();
-        for entry in std::fs::read_dir(shipped_rules()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
-            }
-        }
-        std::fs::write(rules.join("99-test.yaml"), SEE_CREATES).unwrap();
-        let config = tmp.path().join("config.toml");
         // Posture judges the creates; the eBPF probes watch the
         // containers' state files, whose findings must not be reported a
         // second time. Flood control off: every create is counted.
-        std::fs::write(
-            &config,
-            format!(
+        let m = Monitored::start_over_shipped(
+            SEE_CREATES,
+            &format!(
                 "[sources.audit]\nmode = \"off\"\n[sources.docker]\nsocket = {SOCKET:?}\n\
                  [pipeline]\nflood_window_ms = 0\n[posture]\nenabled = true\n\
                  auditctl = \"/nonexistent/auditctl\"\n"
             ),
-        )
-        .unwrap();
-        let alerts = tmp.path().join("alerts.jsonl");
-        let daemon = Daemon::start([
-            "run".as_ref(),
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--rules".as_ref(),
-            rules.as_os_str(),
-            "--output".as_ref(),
-            format!("file://{}", alerts.display()).as_ref(),
-        ]);
+        );
+        let (daemon, alerts, dir) = m.into_parts();
         Watching {
             daemon,
             alerts,
-            _tmp: tmp,
+            _monitored: dir,
         }
     }
 
