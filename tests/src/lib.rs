@@ -82,6 +82,17 @@ pub fn missing_in_vm(hooks: &str) -> bool {
     missing
 }
 
+/// How long a daemon may take to start: 30 s, or in `cargo xtask kernels`'
+/// VM what its init script sets (`DOCKWATCH_VM_READY_S`): under emulation
+/// the 5.10 verifier alone takes about 40 s for the bounded-loop programs.
+fn ready_timeout() -> Duration {
+    let secs = std::env::var("DOCKWATCH_VM_READY_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
 /// The `dockwatch` binary under test: `$DOCKWATCH_BIN`, else the one built
 /// beside this test binary (`target/<profile>/dockwatch`).
 pub fn dockwatch_bin() -> PathBuf {
@@ -155,7 +166,7 @@ impl Daemon {
             }
         });
         let mut daemon = Daemon { child, stderr };
-        daemon.wait_for_log("dockwatch ready", Duration::from_secs(30));
+        daemon.wait_for_log("dockwatch ready", ready_timeout());
         daemon
     }
 

@@ -29,6 +29,9 @@ pub struct Series {
     /// Why its scenarios are known to fail, while they do: the run goes on,
     /// says so loudly, and does not fail.
     pub expected_failure: Option<&'static str>,
+    /// In `cargo xtask test`, only the tests matching these names (and
+    /// why), where all of them would not fit CI's time.
+    pub ci_subset: Option<(&'static [&'static str], &'static str)>,
 }
 
 pub const MATRIX: &[Series] = &[
@@ -36,16 +39,32 @@ pub const MATRIX: &[Series] = &[
         version: "5.10",
         suite: "bullseye",
         expected_failure: None,
+        // Under emulation its verifier takes about 40 s per daemon start
+        // for the bounded-loop programs: all 24 tests take some 18 minutes.
+        ci_subset: Some((
+            &[
+                "syscalls::create_in",
+                "syscalls::chmod",
+                "syscalls::rename_over",
+                "syscalls::unlink",
+                "syscalls::connect",
+                "syscalls::lost_records",
+                "open_for_write",
+            ],
+            "each daemon start takes ~40 s of emulated verification",
+        )),
     },
     Series {
         version: "6.1",
         suite: "bookworm",
         expected_failure: None,
+        ci_subset: None,
     },
     Series {
         version: "6.12",
         suite: "bookworm-backports",
         expected_failure: None,
+        ci_subset: None,
     },
 ];
 
@@ -65,6 +84,16 @@ fn kernels_dir() -> PathBuf {
 /// Runs the matrix (every series when `only` is empty). Fails when a kernel
 /// not listed as an expected failure fails.
 pub fn run(only: &[String]) -> anyhow::Result<()> {
+    run_matrix(only, false)
+}
+
+/// The matrix as `cargo xtask test` runs it: every kernel, some with a
+/// subset of the tests (said loudly).
+pub fn run_ci() -> anyhow::Result<()> {
+    run_matrix(&[], true)
+}
+
+fn run_matrix(only: &[String], ci: bool) -> anyhow::Result<()> {
     let selected: Vec<&Series> = if only.is_empty() {
         MATRIX.iter().collect()
     } else {
@@ -91,7 +120,34 @@ pub fn run(only: &[String]) -> anyhow::Result<()> {
             .iter()
             .map(|(series, (package, vmlinuz))| {
                 let initrd = &initrd;
-                scope.spawn(move || boot(series, package, vmlinuz, initrd))
+                scope.spawn(move || {
+                    // TCG occasionally double-faults a 6.12 kernel during
+                    // boot, before init runs: a boot that never reached
+                    // init is retried, once.
+                    let subset = match series.ci_subset {
+                        Some((tests, why)) if ci => {
+                            eprintln!(
+                                "!!!!!!!! kernels: {} runs only {} in CI ({why}); \
+                                 `cargo xtask kernels {}` runs them all !!!!!!!!",
+                                series.version,
+                                tests.join(", "),
+                                series.version
+                            );
+                            Some(tests.join(","))
+                        }
+                        _ => None,
+                    };
+                    let subset = subset.as_deref();
+                    let outcome = boot(series, package, vmlinuz, initrd, subset)?;
+                    if outcome.reached_init {
+                        return Ok(outcome);
+                    }
+                    eprintln!(
+                        "kernels: {} crashed before init (emulation); booting it again",
+                        series.version
+                    );
+                    boot(series, package, vmlinuz, initrd, subset)
+                })
             })
             .collect();
         running
@@ -461,7 +517,8 @@ fn init_script(tests: &[&str]) -> String {
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
+# /tmp stays on the root (a tmpfs already): the tests rename from /tmp
+# into /etc, which must be one file system as on a host.
 mount -t tmpfs tmpfs /run
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
@@ -470,7 +527,7 @@ mount -t tmpfs cgroup /sys/fs/cgroup
 mkdir /sys/fs/cgroup/unified
 mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
-export DOCKWATCH_BIN=/dw/dockwatch RUST_BACKTRACE=1
+export DOCKWATCH_BIN=/dw/dockwatch RUST_BACKTRACE=1 DOCKWATCH_VM_READY_S=240
 echo "kernel $(uname -r)"
 # The inode hook set needs Linux 6.13's timestamp tracepoints.
 if [ ! -e /sys/kernel/tracing/events/timestamp/ctime_ns_xchg ]; then
@@ -495,7 +552,7 @@ rc=0
     );
     for t in tests {
         s.push_str(&format!(
-            "echo 'DOCKWATCH-KERNELS-TEST {t}'\n/dw/tests/{t} --test-threads=1 $dwfilter || rc=$?\n"
+            "echo 'DOCKWATCH-KERNELS-TEST {t}'\n/dw/tests/{t} --test-threads=1 $(echo \"$dwfilter\" | tr , ' ') || rc=$?\n"
         ));
     }
     s.push_str(&format!("echo \"{MARKER} rc=$rc\"\npoweroff -f\n"));
@@ -504,6 +561,8 @@ rc=0
 
 struct Outcome {
     passed: bool,
+    /// The kernel ran /init (else it crashed while booting).
+    reached_init: bool,
     elapsed: Duration,
     /// The failed tests and the loader's errors, for the console.
     report: String,
@@ -511,7 +570,13 @@ struct Outcome {
 
 /// Boots `vmlinuz` with the initramfs, saving the console to
 /// `target/kernels/<package>/console.log`.
-fn boot(series: &Series, package: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<Outcome> {
+fn boot(
+    series: &Series,
+    package: &str,
+    vmlinuz: &Path,
+    initrd: &Path,
+    subset: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let log_path = kernels_dir().join(package).join("console.log");
     eprintln!(
         "kernels: booting {} ({package}); console in {}",
@@ -525,13 +590,15 @@ fn boot(series: &Series, package: &str, vmlinuz: &Path, initrd: &Path) -> anyhow
     let mut append = String::from(
         "console=ttyS0 panic=-1 loglevel=4 lsm=lockdown,capability,landlock,yama,apparmor,bpf",
     );
-    for (var, param) in [
-        ("DOCKWATCH_KERNELS_LOG", "dwlog"),
-        ("DOCKWATCH_KERNELS_FILTER", "dwfilter"),
-    ] {
-        if let Ok(v) = std::env::var(var) {
-            append.push_str(&format!(" {param}={v}"));
-        }
+    if let Ok(v) = std::env::var("DOCKWATCH_KERNELS_LOG") {
+        append.push_str(&format!(" dwlog={v}"));
+    }
+    // Comma-separated test names; the init script passes each to libtest.
+    if let Some(filter) = std::env::var("DOCKWATCH_KERNELS_FILTER")
+        .ok()
+        .or(subset.map(str::to_string))
+    {
+        append.push_str(&format!(" dwfilter={filter}"));
     }
     let booted = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
@@ -607,8 +674,12 @@ fn boot(series: &Series, package: &str, vmlinuz: &Path, initrd: &Path) -> anyhow
         ));
         report.push_str(&failure_summary(&lines));
     }
+    let reached_init = lines
+        .iter()
+        .any(|l| l.contains("DOCKWATCH-KERNELS-PROBE-CHECK"));
     Ok(Outcome {
         passed,
+        reached_init,
         elapsed: booted.elapsed(),
         report,
     })

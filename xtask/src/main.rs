@@ -4,7 +4,8 @@
 //! - `setup`: installs, idempotently, everything building and testing need.
 //! - `build`: kernel programs and userspace, release.
 //! - `run`: setup, build, and the daemon with the shipped rules.
-//! - `test`: setup, formatting, clippy, unit and integration tests.
+//! - `test`: setup, formatting, clippy, unit and integration tests, the
+//!   kernel matrix.
 //! - `bench [NAME]`: the benchmarks behind BENCHMARKS.md.
 //! - `kernels [VERSION]...`: the eBPF scenarios on Debian's 5.10, 6.1, 6.12 under qemu.
 //! - `package`: the .deb (binary, systemd unit, config, rules, man pages).
@@ -165,6 +166,8 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
         args.push(f);
     }
     cmd("cargo", &args)?;
+    // The eBPF scenarios on the kernels users run (5.10, 6.1, 6.12).
+    kernels::run_ci()?;
     // nextest does not run doctests.
     cmd("cargo", &["test", "--workspace", "--doc"])
 }
