@@ -83,7 +83,8 @@ const PROBE_MARKER: &str = "DOCKWATCH-KERNELS-PROBE-CHECK";
 const INIT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long one boot may take, tests included, before qemu is killed.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+// 5.10 with every scenario takes about 20 minutes on an idle host.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
 fn kernels_dir() -> PathBuf {
     root().join("target/kernels")
