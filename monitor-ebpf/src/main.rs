@@ -12,9 +12,18 @@
 //! Nothing here attaches to write(2) or read(2): with the syscall hooks a
 //! file is written through a descriptor that was opened for write, and
 //! that open is what is reported.
+//!
+//! Built twice: this object uses `bpf_loop` (Linux 5.17) so the verifier
+//! checks one step of a walk or scan; `bounded.rs` builds the same programs
+//! with bounded loops for older kernels, whose loader refuses the whole
+//! program when it holds a callback reference it does not know.
 #![no_std]
 #![no_main]
 
+/// Walks and scans call `bpf_loop` (false in the bounded object).
+pub const BPF_LOOP: bool = true;
+
+pub mod args;
 mod inode;
 mod kernel;
 mod open;
@@ -28,27 +37,4 @@ mod walk;
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // SAFETY: the verifier rejects programs that could reach a panic.
     unsafe { core::hint::unreachable_unchecked() }
-}
-
-/// Direct reads of a syscall tracepoint's arguments. The layout
-/// (`struct syscall_trace_enter`: 8-byte common header, the syscall number,
-/// then one 8-byte slot per argument) is the tracepoints' stable ABI.
-pub mod args {
-    use aya_ebpf::programs::TracePointContext;
-    use aya_ebpf::EbpfContext;
-
-    /// Argument `n` (0-based) of a `sys_enter_*` tracepoint.
-    #[inline(always)]
-    pub fn arg(ctx: &TracePointContext, n: usize) -> u64 {
-        // SAFETY: tracepoint contexts are readable up to their format size,
-        // which holds every declared argument.
-        unsafe { *(ctx.as_ptr() as *const u64).add(2 + n) }
-    }
-
-    /// The return value of a `sys_exit_*` tracepoint.
-    #[inline(always)]
-    pub fn ret(ctx: &TracePointContext) -> i64 {
-        // SAFETY: as above; `ret` is at offset 16.
-        unsafe { *(ctx.as_ptr() as *const i64).add(2) }
-    }
 }

@@ -1,5 +1,6 @@
 //! Byte scans over a path string copied from the caller, run with
-//! `bpf_loop` so the verifier checks one step instead of 256.
+//! `bpf_loop` so the verifier checks one step instead of 256; in the
+//! object for kernels without `bpf_loop` (before 5.17), a bounded loop.
 
 use core::ffi::c_void;
 
@@ -35,6 +36,15 @@ extern "C" fn step<S: ByteScan>(index: u64, ctx: *mut c_void) -> i64 {
 /// Runs `state` over `buf` (at most [`ARG_PATH`] bytes) and returns it.
 #[inline(always)]
 pub fn scan<S: ByteScan>(buf: &[u8; ARG_PATH], state: S) -> S {
+    if !crate::BPF_LOOP {
+        let mut state = state;
+        for (i, &c) in buf.iter().enumerate() {
+            if !state.take(i, c) {
+                break;
+            }
+        }
+        return state;
+    }
     let mut s = Scanning {
         buf: buf.as_ptr(),
         state,

@@ -50,9 +50,15 @@ struct Walk {
 }
 
 extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the caller's `Walk`; all reads go through the shim.
+    // SAFETY: `ctx` is the caller's `Walk`.
+    unsafe { step(&mut *(ctx as *mut Walk)) }
+}
+
+/// One level of the walk: 1 when it is over.
+#[inline(always)]
+fn step(w: &mut Walk) -> i64 {
+    // SAFETY: all reads go through the shim.
     unsafe {
-        let w = &mut *(ctx as *mut Walk);
         let d = w.dentry;
         let inode = dw_dentry_inode(d);
         if !inode.is_null() {
@@ -95,7 +101,8 @@ extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
 
 /// Operations of `mask` that a watch on the object at (`dentry`, `mnt`) or
 /// on one of its ancestor directories asks for; 0 when none. Walked with
-/// `bpf_loop` so the verifier checks one level, not [`MAX_DEPTH`].
+/// `bpf_loop` so the verifier checks one level, not [`MAX_DEPTH`] (a
+/// bounded loop in the object for kernels without it).
 #[inline(always)]
 pub fn watched_ops(dentry: Ptr, mnt: Ptr, mask: u32) -> u32 {
     // SAFETY: shim reads.
@@ -134,23 +141,139 @@ fn walk_from(dentry: Ptr, mnt: Ptr, root: Ptr, dev: u64, mask: u32, level: u32) 
             ops: 0,
             _pad: 0,
         };
-        bpf_loop(
-            MAX_DEPTH,
-            walk_step as *mut c_void,
-            &mut w as *mut Walk as *mut c_void,
-            0,
-        );
+        if crate::BPF_LOOP {
+            bpf_loop(
+                MAX_DEPTH,
+                walk_step as *mut c_void,
+                &mut w as *mut Walk as *mut c_void,
+                0,
+            );
+        } else {
+            for _ in 0..BOUNDED_DEPTH {
+                if step(&mut w) != 0 {
+                    break;
+                }
+            }
+            forget_walk(&mut w);
+        }
         w.ops
     }
 }
 
+/// Levels a bounded loop walks: every level is verified and the open probe
+/// holds three walks, so a verifier before 5.17 gives up (a million
+/// instructions) at [`MAX_DEPTH`]. Deeper objects are reported with the
+/// tail of their path (`PATH_TRUNCATED`), and a watch more than this many
+/// levels above an object does not see it, on those kernels only.
+const BOUNDED_DEPTH: u32 = 12;
+
+/// A bounded loop leaves one state per exit level on the stack, and a
+/// verifier before 5.17 carries each into the rest of the program (the
+/// open probe walks, then builds two paths: 40 x 40 x 40). Overwriting
+/// the loop's state, in stores the compiler must keep, makes the exits
+/// equal again so the verifier prunes them.
+#[inline(always)]
+fn forget_walk(w: &mut Walk) {
+    // SAFETY: plain stores to a local.
+    unsafe {
+        core::ptr::write_volatile(&mut w.dentry, core::ptr::null());
+        core::ptr::write_volatile(&mut w.mnt, core::ptr::null());
+        core::ptr::write_volatile(&mut w.root, core::ptr::null());
+        core::ptr::write_volatile(&mut w.dev, 0);
+        core::ptr::write_volatile(&mut w.mask, 0);
+        core::ptr::write_volatile(&mut w.level, 0);
+    }
+}
+
+/// [`forget_walk`] for [`fill_file`].
+#[inline(always)]
+fn forget_fill(f: &mut Fill) {
+    // SAFETY: plain stores to a local.
+    unsafe {
+        core::ptr::write_volatile(&mut f.dentry, core::ptr::null());
+        core::ptr::write_volatile(&mut f.mnt, core::ptr::null());
+        core::ptr::write_volatile(&mut f.root, core::ptr::null());
+        core::ptr::write_volatile(&mut f.names, core::ptr::null_mut());
+        core::ptr::write_volatile(&mut f.off, 0);
+        core::ptr::write_volatile(&mut f.flags, 0);
+    }
+}
+
+/// State of [`fill_file`]'s walk, shared with its `bpf_loop` callback.
+#[repr(C)]
+struct Fill {
+    dentry: Ptr,
+    mnt: Ptr,
+    root: Ptr,
+    /// `FileRecord::names` of the reservation being filled.
+    names: *mut u8,
+    off: u64,
+    flags: u32,
+    _pad: u32,
+}
+
+extern "C" fn fill_callback(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `Fill`.
+    unsafe { fill_step(&mut *(ctx as *mut Fill)) }
+}
+
+/// One level of the path: the leaf's name is written, or a mount point
+/// crossed; 1 when the walk is over.
+#[inline(always)]
+fn fill_step(f: &mut Fill) -> i64 {
+    // SAFETY: shim reads; `names` is a reservation's `names`, and the
+    // offset is masked so every write stays inside it
+    // (PATH_OFF_MASK + NAME_READ <= PATH_BUF).
+    unsafe {
+        let d = f.dentry;
+        if d == f.root {
+            let parent = dw_vfsmount_parent(f.mnt);
+            if parent == f.mnt || parent.is_null() {
+                f.flags &= !PATH_TRUNCATED;
+                return 1;
+            }
+            f.dentry = dw_vfsmount_mountpoint(f.mnt);
+            f.mnt = parent;
+            f.root = dw_vfsmount_root(parent);
+            return 0;
+        }
+        let p = dw_dentry_parent(d);
+        if p == d || p.is_null() {
+            f.flags &= !PATH_TRUNCATED;
+            return 1;
+        }
+        if f.off > PATH_OFF_MASK as u64 {
+            return 1;
+        }
+        // The mask again, on a value the compiler cannot know: it would
+        // drop a mask the check above makes redundant, and a verifier
+        // before 6.2 (Debian 12's 6.1) does not carry that check's bound
+        // to the copy of `off` reloaded from the stack.
+        let at = core::ptr::read_volatile(&f.off) as usize & PATH_OFF_MASK;
+        let n = bpf_probe_read_kernel_str(
+            f.names.add(at) as *mut _,
+            NAME_READ as u32,
+            dw_dentry_name(d) as *const _,
+        );
+        // `n == 0` is harmless and keeping 0 in the range lets the
+        // verifier see every level's offset as the same [0, 767] range.
+        if n < 0 {
+            return 1;
+        }
+        f.off += n as u64;
+        f.dentry = p;
+        0
+    }
+}
+
 /// Writes the path of (`dentry`, `mnt`) into `out` (components leaf first)
-/// with the leaf's identity.
+/// with the leaf's identity. Walked with `bpf_loop` where the kernel has
+/// it: unrolled, Linux 6.1's verifier gives up on the 40 levels in the
+/// open probe.
 #[inline(always)]
 pub fn fill_file(dentry: Ptr, mnt: Ptr, out: *mut FileRecord) {
     // SAFETY: `out` points into a ring-buffer reservation of a whole
-    // `Record`; the name offset is masked so every write stays inside
-    // `names` (PATH_OFF_MASK + NAME_READ <= PATH_BUF).
+    // `Record`; the walk writes only inside its `names`.
     unsafe {
         let inode = dw_dentry_inode(dentry);
         if inode.is_null() {
@@ -163,48 +286,35 @@ pub fn fill_file(dentry: Ptr, mnt: Ptr, out: *mut FileRecord) {
             (*out).ino = key.ino;
             (*out).mode = dw_inode_mode(inode);
         }
-        let names = (*out).names.as_mut_ptr();
-        let mut off = 0usize;
-        let mut flags = PATH_RESOLVED | PATH_TRUNCATED;
-        let mut d = dentry;
-        let mut m = mnt;
-        let mut root = dw_vfsmount_root(m);
-        for _ in 0..MAX_DEPTH {
-            if d == root {
-                let parent = dw_vfsmount_parent(m);
-                if parent == m || parent.is_null() {
-                    flags &= !PATH_TRUNCATED;
+        let mut f = Fill {
+            dentry,
+            mnt,
+            root: dw_vfsmount_root(mnt),
+            names: (*out).names.as_mut_ptr(),
+            off: 0,
+            flags: PATH_RESOLVED | PATH_TRUNCATED,
+            _pad: 0,
+        };
+        if crate::BPF_LOOP {
+            bpf_loop(
+                MAX_DEPTH,
+                fill_callback as *mut c_void,
+                &mut f as *mut Fill as *mut c_void,
+                0,
+            );
+        } else {
+            for _ in 0..BOUNDED_DEPTH {
+                if fill_step(&mut f) != 0 {
                     break;
                 }
-                d = dw_vfsmount_mountpoint(m);
-                m = parent;
-                root = dw_vfsmount_root(m);
-                continue;
             }
-            let p = dw_dentry_parent(d);
-            if p == d || p.is_null() {
-                flags &= !PATH_TRUNCATED;
-                break;
-            }
-            if off > PATH_OFF_MASK {
-                break;
-            }
-            let n = bpf_probe_read_kernel_str(
-                names.add(off & PATH_OFF_MASK) as *mut _,
-                NAME_READ as u32,
-                dw_dentry_name(d) as *const _,
-            );
-            // `n == 0` is harmless and keeping 0 in the range lets the
-            // verifier see every iteration's offset as the same [0, 767]
-            // range and prune, instead of exploring each path separately.
-            if n < 0 {
-                break;
-            }
-            off += n as usize;
-            d = p;
+        }
+        let (flags, len) = (f.flags, f.off as u32);
+        if !crate::BPF_LOOP {
+            forget_fill(&mut f);
         }
         (*out).flags = flags;
-        (*out).len = off as u32;
+        (*out).len = len;
         (*out).raw[0] = 0;
     }
 }

@@ -4,11 +4,14 @@
 //! - `setup`: installs, idempotently, everything building and testing need.
 //! - `build`: kernel programs and userspace, release.
 //! - `run`: setup, build, and the daemon with the shipped rules.
-//! - `test`: setup, formatting, clippy, unit and integration tests.
+//! - `test`: setup, formatting, clippy, unit and integration tests, the
+//!   kernel matrix.
 //! - `bench [NAME]`: the benchmarks behind BENCHMARKS.md.
+//! - `kernels [VERSION]...`: the eBPF scenarios on Debian's 5.10, 6.1, 6.12 under qemu.
 //! - `package`: the .deb (binary, systemd unit, config, rules, man pages).
 
 mod bench;
+mod kernels;
 mod package;
 mod setup;
 
@@ -46,6 +49,8 @@ enum Task {
     Bench { name: Option<String> },
     /// Build the Debian package (target/debian/dockwatch_*.deb).
     Package,
+    /// The eBPF scenarios on Debian's kernels under qemu (all when none is named).
+    Kernels { versions: Vec<String> },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +78,10 @@ fn main() -> anyhow::Result<()> {
         Task::Package => {
             setup::run()?;
             package::run().map(|_| ())
+        }
+        Task::Kernels { versions } => {
+            setup::run()?;
+            kernels::run(&versions)
         }
     }
 }
@@ -157,6 +166,8 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
         args.push(f);
     }
     cmd("cargo", &args)?;
+    // The eBPF scenarios on the kernels users run (5.10, 6.1, 6.12).
+    kernels::run_ci()?;
     // nextest does not run doctests.
     cmd("cargo", &["test", "--workspace", "--doc"])
 }

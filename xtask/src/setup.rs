@@ -32,6 +32,9 @@ const APT_PACKAGES: &[&str] = &[
     // of the image they import (no registry is reachable).
     "docker.io",
     "busybox-static",
+    // The kernel matrix (`cargo xtask kernels`) boots Debian's kernels under
+    // qemu; busybox-static is also its initramfs's userland.
+    "qemu-system-x86",
     // systemd-analyze, for verifying the package's unit; installing it
     // neither boots systemd nor replaces init (that is systemd-sysv).
     "systemd",

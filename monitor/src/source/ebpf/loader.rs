@@ -7,7 +7,8 @@
 use anyhow::Context;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, FEntry, Lsm, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, FEntry, Lsm, ProgramError, ProgramType, TracePoint};
+use aya::sys::{is_helper_supported, BpfHelper};
 use aya::Btf;
 use aya::{Ebpf, EbpfLoader};
 use monitor_common::{CallShape, WatchKey, WatchValue, ARG_PATH};
@@ -15,8 +16,49 @@ use monitor_common::{CallShape, WatchKey, WatchValue, ARG_PATH};
 use super::watches::WatchSet;
 use super::{calls, EbpfConfig, Hooks};
 
-/// The kernel programs, built by monitor/build.rs.
+/// The kernel programs, built by monitor/build.rs: walks and scans with
+/// `bpf_loop` (Linux 5.17), and the same programs with bounded loops for
+/// older kernels, which refuse a program that holds a callback.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
+static OBJECT_BOUNDED: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf-bounded"));
+
+/// How the programs loop over path levels and string bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loops {
+    /// `bpf_loop`: the verifier checks one step.
+    Helper,
+    /// Bounded loops: every step is verified; for kernels before 5.17.
+    Bounded,
+}
+
+impl Loops {
+    /// The object this kernel can load, probed with a one-call program.
+    fn detect() -> (Loops, String) {
+        match is_helper_supported(ProgramType::TracePoint, BpfHelper::BPF_FUNC_loop) {
+            Ok(true) => (Loops::Helper, "the kernel has bpf_loop".to_string()),
+            Ok(false) => (
+                Loops::Bounded,
+                "the kernel has no bpf_loop (Linux 5.17)".to_string(),
+            ),
+            Err(e) => (Loops::Bounded, format!("cannot probe for bpf_loop ({e})")),
+        }
+    }
+
+    fn object(self) -> &'static [u8] {
+        match self {
+            Loops::Helper => OBJECT,
+            Loops::Bounded => OBJECT_BOUNDED,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Loops::Helper => "bpf_loop",
+            Loops::Bounded => "bounded loops",
+        }
+    }
+}
 
 /// What the kernel lets the probes hook, found at start by trying: BPF LSM
 /// and fentry need a kernel built with them and not locked down; the inode
@@ -28,10 +70,11 @@ pub struct Attachment {
     pub fentry: bool,
     /// The hook set attached: [`Hooks::Inode`] or [`Hooks::Syscalls`].
     pub hooks: Hooks,
+    pub loops: Loops,
 }
 
 impl Attachment {
-    fn detect(ebpf: &mut Ebpf, hooks: Hooks) -> Attachment {
+    fn detect(ebpf: &mut Ebpf, hooks: Hooks, loops: Loops) -> Attachment {
         let btf = match Btf::from_sys_fs() {
             Ok(btf) => btf,
             Err(e) => {
@@ -40,6 +83,7 @@ impl Attachment {
                     lsm: false,
                     fentry: false,
                     hooks,
+                    loops,
                 };
             }
         };
@@ -57,7 +101,12 @@ impl Attachment {
             p.detach(link)?;
             Ok(())
         });
-        Attachment { lsm, fentry, hooks }
+        Attachment {
+            lsm,
+            fentry,
+            hooks,
+            loops,
+        }
     }
 
     /// For the start-up log.
@@ -74,9 +123,10 @@ impl Attachment {
             _ => "using syscall tracepoints",
         };
         format!(
-            "BPF LSM {}, fentry {}; {using}",
+            "BPF LSM {}, fentry {}; {using}, with {}",
             yes_no(self.lsm),
-            yes_no(self.fentry)
+            yes_no(self.fentry),
+            self.loops.describe()
         )
     }
 }
@@ -180,7 +230,7 @@ const TRACEPOINTS: &[(&str, &str)] = &[
 
 /// Attaches the syscall hook set; the programs the kernel refuses are
 /// logged and skipped.
-fn attach_syscalls(ebpf: &mut Ebpf) -> anyhow::Result<Vec<String>> {
+fn attach_syscalls(ebpf: &mut Ebpf, loops: Loops) -> anyhow::Result<Vec<String>> {
     let mut attached = Vec::new();
     let mut loaded: Vec<&str> = Vec::new();
     let mut failed: Vec<&str> = Vec::new();
@@ -195,7 +245,12 @@ fn attach_syscalls(ebpf: &mut Ebpf) -> anyhow::Result<Vec<String>> {
         if !loaded.contains(&name) {
             let started = std::time::Instant::now();
             let result = program.load();
-            tracing::debug!(program = name, elapsed = ?started.elapsed(), "verified");
+            tracing::debug!(
+                program = name,
+                loops = loops.describe(),
+                elapsed = ?started.elapsed(),
+                "verified"
+            );
             if let Err(e) = result {
                 tracing::error!(
                     program = name,
@@ -311,15 +366,17 @@ pub struct Probes {
 impl Probes {
     pub fn load(config: &EbpfConfig) -> anyhow::Result<Probes> {
         let ring_bytes = ring_bytes(config.ring_buffer_kib)?;
+        let (loops, why) = Loops::detect();
+        tracing::info!("kernel programs with {}: {why}", loops.describe());
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring_bytes)
-            .load(OBJECT)
+            .load(loops.object())
             .context(
                 "cannot load the kernel programs: the kernel needs BPF, BTF \
                  (/sys/kernel/btf/vmlinux) and ring buffers (Linux 5.8 or later)",
             )?;
         let (hooks, attached) = match config.hooks {
-            Hooks::Syscalls => (Hooks::Syscalls, attach_syscalls(&mut ebpf)?),
+            Hooks::Syscalls => (Hooks::Syscalls, attach_syscalls(&mut ebpf, loops)?),
             Hooks::Inode => (
                 Hooks::Inode,
                 attach_inode(&mut ebpf).context(
@@ -331,11 +388,11 @@ impl Probes {
                 Ok(attached) => (Hooks::Inode, attached),
                 Err(e) => {
                     tracing::info!("inode hooks unavailable ({e:#}); using syscall tracepoints");
-                    (Hooks::Syscalls, attach_syscalls(&mut ebpf)?)
+                    (Hooks::Syscalls, attach_syscalls(&mut ebpf, loops)?)
                 }
             },
         };
-        let attachment = Attachment::detect(&mut ebpf, hooks);
+        let attachment = Attachment::detect(&mut ebpf, hooks, loops);
         Ok(Probes {
             ebpf,
             attached,
@@ -473,7 +530,18 @@ fn describe(e: &ProgramError) -> String {
         } => {
             let log = verifier_log.to_string();
             tracing::debug!("verifier log:\n{log}");
-            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+            // The verdict comes before the statistics the log ends with.
+            let statistics = [
+                "verification time",
+                "stack depth",
+                "processed ",
+                "max_states",
+            ];
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .filter(|l| !statistics.iter().any(|s| l.starts_with(s)))
+                .collect();
             let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
             format!("{io_error} (verifier: {tail}; DOCKWATCH_LOG=debug shows the whole log)")
         }
