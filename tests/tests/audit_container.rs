@@ -30,20 +30,46 @@ fn alerts_on<'a>(alerts: &'a [Value], path: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// A real engine, a real auditd watching /etc/docker, and dockwatch on the
+/// audit source alone (the eBPF source would see the same writes).
+struct Scene {
+    engine: Engine,
+    layout: Layout,
+    auditd: Auditd,
+    run: Monitored,
+}
+
+impl Scene {
+    fn start() -> Scene {
+        let engine = Engine::start();
+        let mut layout = Layout::new();
+        layout.file(DAEMON_JSON, "{}\n");
+        let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
+        let run = Monitored::start(
+            RULES,
+            &format!(
+                "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
+                auditd.log_path()
+            ),
+        );
+        Scene {
+            engine,
+            layout,
+            auditd,
+            run,
+        }
+    }
+}
+
 #[test]
 fn a_container_writing_a_bind_mounted_host_file_is_one_alert_with_host_path_and_container_id() {
     let _lock = machine_lock();
-    let engine = Engine::start();
-    let mut layout = Layout::new();
-    layout.file(DAEMON_JSON, "{}\n");
-    let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
-    let run = Monitored::start(
-        RULES,
-        &format!(
-            "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
-            auditd.log_path()
-        ),
-    );
+    let Scene {
+        engine,
+        layout,
+        auditd,
+        run,
+    } = Scene::start();
 
     // The shell (the container's first process) opens the file for its
     // redirection, then becomes `sleep`: the process is still there when
@@ -127,17 +153,12 @@ fn a_container_writing_a_bind_mounted_host_file_is_one_alert_with_host_path_and_
 #[test]
 fn a_short_lived_process_in_a_container_writing_through_a_bind_of_root_is_named_by_its_parent() {
     let _lock = machine_lock();
-    let engine = Engine::start();
-    let mut layout = Layout::new();
-    layout.file(DAEMON_JSON, "{}\n");
-    let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
-    let run = Monitored::start(
-        RULES,
-        &format!(
-            "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
-            auditd.log_path()
-        ),
-    );
+    let Scene {
+        engine,
+        layout,
+        auditd,
+        run,
+    } = Scene::start();
     // The subshell is a child of the container's shell that opens the file
     // and exits at once; the shell stays (as `sleep`), so the container is
     // known by the writer's parent. (Not busybox `touch`: on an existing
