@@ -254,18 +254,10 @@ action(type="omfile" file="{d}/other.log")
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "rsyslogd is already running");
         let dir = self.dir().to_path_buf();
-        let child = Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(dir.join("rsyslog.conf"))
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rsyslogd (apt-get install rsyslog)");
-        self.child = Some(child);
+        self.child = Some(spawn_rsyslogd(
+            &dir.join("rsyslog.conf"),
+            &dir.join("rsyslogd.pid"),
+        ));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let relp_tls_up =
@@ -368,6 +360,51 @@ pub fn hostile_paths() -> Vec<Vec<u8>> {
         b"/etc/docker/bad\xff\xfeutf8".to_vec(),
         b"/etc/docker/nul\x00byte".to_vec(),
     ]
+}
+
+/// rsyslogd in the foreground on `conf`, with its own pid file (so it never
+/// collides with the host's), its errors on the test's stderr.
+pub fn spawn_rsyslogd(conf: &Path, pid_file: &Path) -> Child {
+    Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(conf)
+        .arg("-i")
+        .arg(pid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn rsyslogd (apt-get install rsyslog)")
+}
+
+/// Starts a TLS receiver that demands a client certificate, pushes ten
+/// records to the URL `url_of` names with only the CA (no certificate of
+/// our own), and asserts that none was delivered: the positive control
+/// that a delivery test's certificate was presented and checked.
+pub fn assert_refused_without_client_certificate(
+    certs: &TlsFiles,
+    url_of: impl Fn(&Rsyslog) -> String,
+    what: &str,
+) {
+    let mut rsyslog = Rsyslog::start_tls(certs.clone());
+    let state = tempfile::tempdir().unwrap();
+    let ca_only = [
+        "--count",
+        "10",
+        "--wait",
+        "3",
+        "--tls-ca",
+        certs.ca.to_str().unwrap(),
+    ];
+    let push = Push::start(state.path(), &[url_of(&rsyslog)], &ca_only);
+    push.expect("undelivered", Duration::from_secs(30));
+    push.finish();
+    rsyslog.stop();
+    assert!(
+        rsyslog.records().is_empty(),
+        "delivered over {what} without a client certificate"
+    );
 }
 
 /// A running `dw-push`, its stdout lines forwarded to a channel.

@@ -82,17 +82,7 @@ struct Replayed {
 }
 
 fn replay(rules: &Path, files: &[&Path]) -> Replayed {
-    let mut args = vec![
-        "replay".to_string(),
-        "--rules".to_string(),
-        rules.display().to_string(),
-    ];
-    args.extend(files.iter().map(|f| f.display().to_string()));
-    let (code, stdout, stderr) = dockwatch_tests::run_cli(&args);
-    let alerts = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
-        .collect();
+    let (code, alerts, stderr) = audit_common::replay_with(rules, files);
     Replayed {
         code,
         alerts,

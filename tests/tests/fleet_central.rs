@@ -8,10 +8,10 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use dockwatch_tests::rsyslog::TlsFiles;
+use dockwatch_tests::rsyslog::{spawn_rsyslogd, TlsFiles};
 use dockwatch_tests::{machine_lock, run_cli, shared_fixture, shipped_rules};
 use serde_json::Value;
 
@@ -55,17 +55,7 @@ impl Collector {
         std::fs::create_dir_all(dir.join("work")).unwrap();
         let conf = format!("global(workDirectory=\"{}/work\")\n{conf}", dir.display());
         std::fs::write(dir.join("central.conf"), conf).unwrap();
-        let child = Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(dir.join("central.conf"))
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rsyslogd");
+        let child = spawn_rsyslogd(&dir.join("central.conf"), &dir.join("rsyslogd.pid"));
         let mut collector = Collector {
             child: Some(child),
             dir: dir.to_path_buf(),

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dockwatch_tests::rsyslog::{alert_of, seq_of, Push, Rsyslog, TlsFiles};
+use dockwatch_tests::rsyslog::{
+    alert_of, assert_refused_without_client_certificate, seq_of, Push, Rsyslog, TlsFiles,
+};
 use dockwatch_tests::{machine_lock, run_cli};
 use serde_json::Value;
 
@@ -99,24 +101,7 @@ fn relp_over_tls_with_a_client_certificate_survives_a_restart() {
 
     // imrelp demands a certificate signed by the CA: without one nothing
     // is delivered, which shows the one above was presented and checked.
-    let mut rsyslog = Rsyslog::start_tls(certs.clone());
-    let state = tempfile::tempdir().unwrap();
-    let ca_only = [
-        "--count",
-        "10",
-        "--wait",
-        "3",
-        "--tls-ca",
-        certs.ca.to_str().unwrap(),
-    ];
-    let push = Push::start(state.path(), &[rsyslog.relp_tls_url()], &ca_only);
-    push.expect("undelivered", Duration::from_secs(30));
-    push.finish();
-    rsyslog.stop();
-    assert!(
-        rsyslog.records().is_empty(),
-        "delivered over RELP/TLS without a client certificate"
-    );
+    assert_refused_without_client_certificate(&certs, Rsyslog::relp_tls_url, "RELP/TLS");
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use dockwatch_tests::machine_lock;
-use dockwatch_tests::rsyslog::{alert_of, hostile_paths, seq_of, Push, Rsyslog};
+use dockwatch_tests::rsyslog::{
+    alert_of, assert_refused_without_client_certificate, hostile_paths, seq_of, Push, Rsyslog,
+};
 use serde_json::Value;
 
 /// Records of one rsyslog input (`imtcp`, `imudp`, `imuxsock`).
@@ -345,22 +347,5 @@ fn tls_with_client_certificate_survives_a_restart() {
 
     // The receiver demands a client certificate: without one nothing gets
     // through, which shows the one above was presented.
-    let mut rsyslog = Rsyslog::start_tls(certs.clone());
-    let state = tempfile::tempdir().unwrap();
-    let ca_only = [
-        "--count",
-        "10",
-        "--wait",
-        "3",
-        "--tls-ca",
-        certs.ca.to_str().unwrap(),
-    ];
-    let push = Push::start(state.path(), &[rsyslog.tls_url()], &ca_only);
-    push.expect("undelivered", Duration::from_secs(30));
-    push.finish();
-    rsyslog.stop();
-    assert!(
-        rsyslog.records().is_empty(),
-        "delivered without a client certificate"
-    );
+    assert_refused_without_client_certificate(&certs, Rsyslog::tls_url, "TLS");
 }

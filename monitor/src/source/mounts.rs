@@ -26,7 +26,6 @@ use std::collections::HashMap;
 use std::io::{Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -152,7 +151,6 @@ async fn follow(
 
 fn event(op: &'static str, mount: &Mount, covers: Vec<Bytes>) -> Event {
     let mut event = Event::new(Source::Mounts, Action::Mount);
-    event.time = SystemTime::now();
     event.outcome = Outcome::Success;
     event.file = Some(FileRef::new(Bytes::copy_from_slice(&mount.point)));
     event.detail = Detail::Mount(Box::new(MountChange {

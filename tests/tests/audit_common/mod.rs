@@ -28,7 +28,11 @@ pub fn match_all_rules(dir: &Path) -> PathBuf {
 /// `dockwatch replay --rules <match all> FILES`: (exit code, alerts, stderr).
 pub fn replay(files: &[&Path]) -> (i32, Vec<Value>, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let rules = match_all_rules(tmp.path());
+    replay_with(&match_all_rules(tmp.path()), files)
+}
+
+/// `dockwatch replay --rules RULES FILES`: (exit code, alerts, stderr).
+pub fn replay_with(rules: &Path, files: &[&Path]) -> (i32, Vec<Value>, String) {
     let mut args = vec![
         "replay".to_string(),
         "--rules".to_string(),
