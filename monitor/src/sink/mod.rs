@@ -117,20 +117,14 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
             let mut format = Format::Rfc5424;
             let mut facility = 3; // daemon
             for (key, value) in params {
-                match key {
-                    "format" => {
-                        format = Format::from_name(value)
-                            .ok_or_else(|| bad("format is rfc5424, rfc3164 or json"))?
-                    }
-                    "facility" => facility = facility_code(value).ok_or_else(|| bad(FACILITIES))?,
-                    _ => return Err(bad(&format!("syslog+relp takes no option {key:?}"))),
+                if !record_option(key, value, &mut format, &mut facility).map_err(&bad)? {
+                    return Err(bad(&format!("syslog+relp takes no option {key:?}")));
                 }
             }
             let (host, port) = host_port(rest, relp::DEFAULT_PORT)
                 .ok_or_else(|| bad("expected HOST or HOST:PORT"))?;
             let tls = if scheme == "syslog+relp+tls" {
-                let server_name = ServerName::try_from(host.to_string())
-                    .map_err(|_| bad("the host is not a valid TLS server name"))?;
+                let server_name = tls_server_name(host).map_err(&bad)?;
                 Some((server_name, tls::client_config(&config.tls)?))
             } else {
                 None
@@ -153,11 +147,10 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
             let mut framing = Framing::OctetCounting;
             let mut facility = 3; // daemon
             for (key, value) in params {
+                if record_option(key, value, &mut format, &mut facility).map_err(&bad)? {
+                    continue;
+                }
                 match key {
-                    "format" => {
-                        format = Format::from_name(value)
-                            .ok_or_else(|| bad("format is rfc5424, rfc3164 or json"))?
-                    }
                     "framing" => {
                         framing = match value {
                             "octet" | "octet-counting" => Framing::OctetCounting,
@@ -165,7 +158,6 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
                             _ => return Err(bad("framing is octet or newline")),
                         }
                     }
-                    "facility" => facility = facility_code(value).ok_or_else(|| bad(FACILITIES))?,
                     _ => return Err(bad(&format!("syslog takes no option {key:?}"))),
                 }
             }
@@ -185,8 +177,7 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
                     "syslog+udp" => Endpoint::Udp(addr),
                     "syslog+tcp" => Endpoint::Tcp(addr),
                     _ => {
-                        let server_name = ServerName::try_from(host.to_string())
-                            .map_err(|_| bad("the host is not a valid TLS server name"))?;
+                        let server_name = tls_server_name(host).map_err(&bad)?;
                         Endpoint::Tls {
                             addr,
                             server_name,
@@ -204,6 +195,30 @@ pub fn parse_url(url: &str, config: &Config) -> Result<Target, ConfigError> {
         }
         _ => Err(bad(&format!("unknown scheme {scheme:?}"))),
     }
+}
+
+/// The options every syslog-framed output takes (`format`, `facility`):
+/// `Ok(true)` when `key` is one of them and was applied, `Ok(false)` when
+/// it is not, the reason when its value is bad.
+fn record_option(
+    key: &str,
+    value: &str,
+    format: &mut Format,
+    facility: &mut u8,
+) -> Result<bool, &'static str> {
+    match key {
+        "format" => {
+            *format = Format::from_name(value).ok_or("format is rfc5424, rfc3164 or json")?
+        }
+        "facility" => *facility = facility_code(value).ok_or(FACILITIES)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The name a TLS receiver's certificate must carry.
+fn tls_server_name(host: &str) -> Result<ServerName<'static>, &'static str> {
+    ServerName::try_from(host.to_string()).map_err(|_| "the host is not a valid TLS server name")
 }
 
 const FACILITIES: &str = "facility is kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp or local0..local7";
