@@ -61,6 +61,19 @@ impl Scene {
     }
 }
 
+/// `docker run -d -v VOLUME IMAGE sh -c SCRIPT` named `name`: the
+/// container's id and the host pid of its first process.
+fn start_writer(engine: &Engine, name: &str, volume: &str, script: &str) -> (String, u64) {
+    let id = engine.docker(&[
+        "run", "-d", "--name", name, "-v", volume, IMAGE, "sh", "-c", script,
+    ]);
+    let host_pid = engine
+        .docker(&["inspect", "-f", "{{.State.Pid}}", &id])
+        .parse()
+        .unwrap();
+    (id, host_pid)
+}
+
 #[test]
 fn a_container_writing_a_bind_mounted_host_file_is_one_alert_with_host_path_and_container_id() {
     let _lock = machine_lock();
@@ -74,23 +87,13 @@ fn a_container_writing_a_bind_mounted_host_file_is_one_alert_with_host_path_and_
     // The shell (the container's first process) opens the file for its
     // redirection, then becomes `sleep`: the process is still there when
     // dockwatch reads the event, as a container's main process is.
-    let id = engine.docker(&[
-        "run",
-        "-d",
-        "--name",
+    let (id, host_pid) = start_writer(
+        &engine,
         "dw-bind-writer",
-        "-v",
         "/etc/docker:/x",
-        IMAGE,
-        "sh",
-        "-c",
         "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
-    ]);
+    );
     assert_eq!(id.len(), 64, "docker run -d prints the full id: {id}");
-    let host_pid: u64 = engine
-        .docker(&["inspect", "-f", "{{.State.Pid}}", &id])
-        .parse()
-        .unwrap();
     let seen = wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
         !alerts_on(a, DAEMON_JSON).is_empty()
     });
@@ -163,22 +166,12 @@ fn a_short_lived_process_in_a_container_writing_through_a_bind_of_root_is_named_
     // and exits at once; the shell stays (as `sleep`), so the container is
     // known by the writer's parent. (Not busybox `touch`: on an existing
     // file it only sets times, which `-p wa` does not record.)
-    let id = engine.docker(&[
-        "run",
-        "-d",
-        "--name",
+    let (id, host_pid) = start_writer(
+        &engine,
         "dw-root-writer",
-        "-v",
         "/:/host",
-        IMAGE,
-        "sh",
-        "-c",
         "(echo '{}' >> /host/etc/docker/daemon.json); exec sleep 600",
-    ]);
-    let host_pid: u64 = engine
-        .docker(&["inspect", "-f", "{{.State.Pid}}", &id])
-        .parse()
-        .unwrap();
+    );
     let alerts = wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
         !alerts_on(a, DAEMON_JSON).is_empty()
     });
