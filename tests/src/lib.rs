@@ -264,6 +264,15 @@ impl Monitored {
         Monitored::launch(&[], "rules.yaml", rules_yaml, config_toml)
     }
 
+    /// The same with the audit source alone, tailing `audit_log` (the eBPF
+    /// source off, so every alert is the audit source's).
+    pub fn start_on_audit_log(rules_yaml: &str, audit_log: &Path) -> Monitored {
+        Monitored::start(
+            rules_yaml,
+            &format!("[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {audit_log:?}\n"),
+        )
+    }
+
     /// The same over the shipped rules plus `rules_yaml` (as `99-test.yaml`).
     pub fn start_over_shipped(rules_yaml: &str, config_toml: &str) -> Monitored {
         let shipped: Vec<PathBuf> = std::fs::read_dir(shipped_rules())

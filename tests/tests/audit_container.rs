@@ -45,13 +45,7 @@ impl Scene {
         let mut layout = Layout::new();
         layout.file(DAEMON_JSON, "{}\n");
         let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
-        let run = Monitored::start(
-            RULES,
-            &format!(
-                "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
-                auditd.log_path()
-            ),
-        );
+        let run = Monitored::start_on_audit_log(RULES, &auditd.log_path());
         Scene {
             engine,
             layout,

@@ -27,13 +27,7 @@ fn write_to_daemon_json_is_one_audit_alert() {
     layout.file(DAEMON_JSON, "{}\n");
     let auditd = Auditd::start("ENRICHED", &["-w /etc/docker -p wa -k docker"]);
 
-    let run = Monitored::start(
-        RULES,
-        &format!(
-            "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
-            auditd.log_path()
-        ),
-    );
+    let run = Monitored::start_on_audit_log(RULES, &auditd.log_path());
     let alerts_file = run.alerts.clone();
 
     // Started after auditd, so the kernel audits it.

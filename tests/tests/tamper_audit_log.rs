@@ -21,13 +21,7 @@ const RULES: &str = "rules:
 ";
 
 fn start(auditd: &Auditd) -> Monitored {
-    Monitored::start(
-        RULES,
-        &format!(
-            "[sources.ebpf]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
-            auditd.log_path()
-        ),
-    )
+    Monitored::start_on_audit_log(RULES, &auditd.log_path())
 }
 
 fn touch() {
