@@ -185,7 +185,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Rules(args) => {
             let config = Config::load(args.common.config.as_deref())?;
             let rules_dir = rules_dir(args.common.rules.as_deref(), &config)?;
-            crate::rules::command(args.action, &rules_dir)
+            let report = match args.action {
+                RulesAction::Lint => crate::rules::Report::Lint,
+                RulesAction::List => crate::rules::Report::List,
+                RulesAction::Auditctl => crate::rules::Report::Auditctl,
+            };
+            print!("{}", crate::rules::report(report, &rules_dir)?);
+            Ok(0)
         }
         Command::Status(args) => {
             let socket = control_socket(&args.control)?;

@@ -114,18 +114,28 @@ impl RuleSet {
     }
 }
 
-/// `dockwatch rules lint|list|auditctl`: returns the exit code.
-pub fn command(action: crate::cli::RulesAction, dir: &Path) -> anyhow::Result<u8> {
+/// What `dockwatch rules` can print about a rule directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// Problems found while loading (none, or loading fails), and notes.
+    Lint,
+    /// Each rule with its severity, state, actions, tags and paths.
+    List,
+    /// The audit rules that feed the audit source, for `auditctl -R`.
+    Auditctl,
+}
+
+/// Loads the rules in `dir` and renders `report`; a rule error is the
+/// `Err`, with its file:line:col.
+pub fn report(report: Report, dir: &Path) -> anyhow::Result<String> {
     let rules = RuleSet::load_dir(dir)?;
-    let text = match action {
-        crate::cli::RulesAction::Lint => lint_summary(&rules, dir),
-        crate::cli::RulesAction::List => list(&rules),
-        crate::cli::RulesAction::Auditctl => auditctl::render(&rules.watches(), dir, |path| {
+    Ok(match report {
+        Report::Lint => lint_summary(&rules, dir),
+        Report::List => list(&rules),
+        Report::Auditctl => auditctl::render(&rules.watches(), dir, |path| {
             path.parent().is_none_or(Path::is_dir)
         }),
-    };
-    print!("{text}");
-    Ok(0)
+    })
 }
 
 fn lint_summary(rules: &RuleSet, dir: &Path) -> String {
