@@ -1,15 +1,43 @@
 //! Correlation: the same action seen by both eBPF and audit becomes one
-//! alert naming both providers.
+//! alert, without holding the first sighting back.
 //!
-//! When both sources run, an alert from one is held for a bounded window,
-//! waiting for its twin from the other: same rule, action, process and path.
-//! A twin that arrives in time is merged in (each source knows things the
-//! other does not: audit the login uid, eBPF the container) and the alert
-//! leaves at once; one that does not arrive lets the alert leave alone when
-//! the window closes. Memory is bounded: past `cap` held alerts, the oldest
-//! leaves early.
+//! The two sources do not arrive together. The eBPF reader is woken by the
+//! ring buffer and hands an event over microseconds after the syscall;
+//! audit's record goes through auditd, its log file and the tailer, and
+//! arrives milliseconds (up to the tailer's poll) later. Holding every
+//! alert for its twin, as this stage once did for 500 ms, made the first
+//! alert of an attack that late. So:
+//!
+//! - An eBPF alert leaves at once, and a *sighting* of it (action class,
+//!   pid, path and inode) is remembered for `window`. The audit twin that
+//!   arrives in that time is *folded*: suppressed and counted, not sent.
+//!   The alert names eBPF alone; what only audit knew (the login uid, the
+//!   audit id) is not in it — the price of not waiting.
+//! - An audit alert with no eBPF sighting is unusual (eBPF lost the event,
+//!   or its reader is behind): it waits `hold`, a few milliseconds (the
+//!   eBPF lag measured by `cargo xtask bench latency` is well under one),
+//!   for an eBPF twin; one that comes in time is merged in and the merged
+//!   alert leaves at once; otherwise the audit alert leaves alone and stays
+//!   remembered, so a later eBPF twin is folded. `hold = 0` sends it at once.
+//!
+//! Twins need not agree on the action's name: an `O_CREAT` open is `create`
+//! to eBPF and `open_write` to audit, so actions are compared by class
+//! ([`ActionClass`]). Nor on the rule: audit may not know the container
+//! (the process and its ancestors gone before `/proc` was read) and match
+//! `docker-sock-connect-unexpected` where eBPF matched
+//! `docker-sock-connect-from-container`. A twin under another rule still
+//! folds (a same-rule twin is preferred when there are several); when the
+//! two are merged, the rule of the sighting that knew the container wins,
+//! since it is the one that used the container context. A folded twin's
+//! rule is not reported: the first alert was eBPF's, which always knows the
+//! container, so its rule is at least as specific.
+//!
+//! Memory is bounded: past `cap` remembered sightings the oldest is
+//! forgotten (a held alert among them leaves at once); the worst case is a
+//! twin that is not folded, never a lost alert.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,71 +45,113 @@ use bytes::Bytes;
 use crate::alert::Alert;
 use crate::event::{Action, Event, FileRef, Source};
 
-/// What makes two alerts the same action.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    /// The rule, by address: rules live as long as the pipeline.
-    rule: usize,
-    action: Action,
-    pid: u32,
-    path: Bytes,
+/// Actions the two sources may name differently for one syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ActionClass {
+    /// A file opened for writing, written, created or truncated: eBPF says
+    /// `create` for an `O_CREAT` open that audit calls `open_write`.
+    Content,
+    /// Mode, owner or extended attributes: `setattr` paths differ by hook.
+    Attributes,
+    Other(Action),
 }
 
-impl Key {
-    fn of(alert: &Alert) -> Key {
-        Key {
-            rule: std::sync::Arc::as_ptr(&alert.rule) as usize,
-            action: alert.event.action,
-            pid: alert.event.process.pid,
-            path: alert
-                .event
-                .file
-                .as_ref()
-                .map(|f| f.path.clone())
-                .unwrap_or_default(),
+impl ActionClass {
+    fn of(action: Action) -> ActionClass {
+        match action {
+            Action::OpenWrite | Action::Write | Action::Create | Action::Truncate => {
+                ActionClass::Content
+            }
+            Action::Chmod | Action::Chown | Action::Setxattr => ActionClass::Attributes,
+            other => ActionClass::Other(other),
         }
     }
 }
 
-struct Held {
-    key: Key,
-    alert: Alert,
+/// What the file of a sighting is known by: its path, and its inode when
+/// the source knows it (a path seen through a bind mount may differ where
+/// the inode does not).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FileKey {
+    Path(Bytes),
+    Inode { dev: u64, inode: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    class: ActionClass,
+    pid: u32,
+    file: FileKey,
+}
+
+/// The one or two keys an alert is found by.
+fn keys_of(alert: &Alert) -> Vec<Key> {
+    let ev = &alert.event;
+    let (class, pid) = (ActionClass::of(ev.action), ev.process.pid);
+    let key = |file| Key { class, pid, file };
+    match &ev.file {
+        None => vec![key(FileKey::Path(Bytes::new()))],
+        Some(f) => {
+            let mut keys = vec![key(FileKey::Path(f.path.clone()))];
+            if let (Some(dev), Some(inode)) = (f.dev, f.inode) {
+                keys.push(key(FileKey::Inode { dev, inode }));
+            }
+            keys
+        }
+    }
+}
+
+/// One source's sighting of an action, remembered for the other's twin.
+struct Sighting {
+    source: Source,
+    /// The rule, by address: rules live as long as the pipeline.
+    rule: usize,
+    keys: Vec<Key>,
+    /// The alert while it is held for its twin (audit only, for `hold`).
+    held: Option<Alert>,
 }
 
 pub(super) struct Correlator {
     enabled: bool,
     window: Duration,
+    hold: Duration,
     cap: usize,
     next_seq: u64,
-    held: HashMap<u64, Held>,
-    /// Held alerts by key, oldest first.
-    by_key: HashMap<Key, VecDeque<u64>>,
-    /// (deadline, seq) in arrival order; entries of alerts already gone
-    /// are skipped when reached.
-    expiry: VecDeque<(Instant, u64)>,
+    sightings: HashMap<u64, Sighting>,
+    by_key: HashMap<Key, Vec<u64>>,
+    /// (forget at, seq) in arrival order; entries already gone are skipped.
+    forget: VecDeque<(Instant, u64)>,
+    /// (release at, seq) of held alerts, in arrival order.
+    release: VecDeque<(Instant, u64)>,
+    held: usize,
+    folded: u64,
 }
 
 impl Correlator {
-    pub fn new(window: Duration, cap: usize) -> Correlator {
+    pub fn new(window: Duration, hold: Duration, cap: usize) -> Correlator {
         Correlator {
             enabled: false,
             window,
+            hold: hold.min(window),
             cap: cap.max(1),
             next_seq: 0,
-            held: HashMap::new(),
+            sightings: HashMap::new(),
             by_key: HashMap::new(),
-            expiry: VecDeque::new(),
+            forget: VecDeque::new(),
+            release: VecDeque::new(),
+            held: 0,
+            folded: 0,
         }
     }
 
-    /// Correlation makes sense only while both sources run; otherwise
-    /// holding alerts would only delay them.
+    /// Correlation makes sense only while both sources run.
     pub fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
     }
 
-    /// Whether `alert` leaves [`Correlator::push`] at once, as it came: when
-    /// correlation is off, or for sources that have no twin.
+    /// Whether `alert` leaves [`Correlator::push`] at once, as it came, and
+    /// nothing is remembered of it: when correlation is off, or for sources
+    /// that have no twin.
     pub fn passes(&self, alert: &Alert) -> bool {
         !self.enabled || !matches!(alert.event.source, Source::Ebpf | Source::Audit)
     }
@@ -91,80 +161,154 @@ impl Correlator {
             out.push(alert);
             return;
         }
-        let source = alert.event.source;
-        let key = Key::of(&alert);
-        if let Some(queue) = self.by_key.get_mut(&key) {
-            let twin = queue
-                .iter()
-                .position(|seq| !self.held[seq].alert.providers.contains(source));
-            if let Some(i) = twin {
-                let seq = queue.remove(i).expect("index from position");
-                if queue.is_empty() {
-                    self.by_key.remove(&key);
+        self.expire(now, out);
+        let keys = keys_of(&alert);
+        if let Some(seq) = self.twin_of(&alert, &keys) {
+            let twin = self.forget_sighting(seq).expect("indexed sightings exist");
+            match twin.held {
+                Some(first) => {
+                    self.held -= 1;
+                    out.push(merge(first, alert));
                 }
-                let first = self.held.remove(&seq).expect("queued alerts are held");
-                out.push(merge(first.alert, alert));
-                return;
+                None => self.folded += 1,
             }
+            return;
         }
+        let held = alert.event.source == Source::Audit && !self.hold.is_zero();
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.by_key.entry(key.clone()).or_default().push_back(seq);
-        self.held.insert(seq, Held { key, alert });
-        self.expiry.push_back((now + self.window, seq));
-        while self.held.len() > self.cap {
-            self.release_oldest(out);
+        for key in &keys {
+            self.by_key.entry(key.clone()).or_default().push(seq);
         }
+        let sighting = Sighting {
+            source: alert.event.source,
+            rule: Arc::as_ptr(&alert.rule) as usize,
+            keys,
+            held: None,
+        };
+        self.sightings.insert(seq, sighting);
+        self.forget.push_back((now + self.window, seq));
+        if held {
+            self.sightings.get_mut(&seq).expect("just inserted").held = Some(alert);
+            self.held += 1;
+            self.release.push_back((now + self.hold, seq));
+        } else {
+            out.push(alert);
+        }
+        while self.sightings.len() > self.cap {
+            self.forget_oldest(out);
+        }
+    }
+
+    /// The oldest sighting from the other source under any of `keys`: under
+    /// the same rule if there is one, else under any rule.
+    fn twin_of(&self, alert: &Alert, keys: &[Key]) -> Option<u64> {
+        let rule = Arc::as_ptr(&alert.rule) as usize;
+        let source = alert.event.source;
+        let candidates = || {
+            keys.iter()
+                .filter_map(|k| self.by_key.get(k))
+                .flatten()
+                .filter(|seq| self.sightings[seq].source != source)
+        };
+        let same_rule = candidates()
+            .filter(|seq| self.sightings[seq].rule == rule)
+            .min();
+        same_rule.or_else(|| candidates().min()).copied()
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.expiry.front().map(|(at, _)| *at)
+        let release = self.release.front().map(|(at, _)| *at);
+        let forget = self.forget.front().map(|(at, _)| *at);
+        match (release, forget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Releases alerts whose window has closed.
+    /// Releases held alerts whose hold is over and forgets old sightings.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Alert>) {
-        while let Some(&(at, _)) = self.expiry.front() {
+        self.expire(now, out);
+    }
+
+    /// Releases everything held and forgets every sighting.
+    pub fn flush(&mut self, out: &mut Vec<Alert>) {
+        while !self.forget.is_empty() {
+            self.forget_oldest(out);
+        }
+        self.release.clear();
+    }
+
+    /// Alerts held back now.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Twins folded into an alert already sent, since the start.
+    pub fn folded(&self) -> u64 {
+        self.folded
+    }
+
+    fn expire(&mut self, now: Instant, out: &mut Vec<Alert>) {
+        while let Some(&(at, seq)) = self.release.front() {
             if at > now {
                 break;
             }
-            self.release_oldest(out);
+            self.release.pop_front();
+            if let Some(alert) = self.sightings.get_mut(&seq).and_then(|s| s.held.take()) {
+                self.held -= 1;
+                out.push(alert);
+            }
+        }
+        while let Some(&(at, _)) = self.forget.front() {
+            if at > now {
+                break;
+            }
+            self.forget_oldest(out);
         }
     }
 
-    /// Releases everything held.
-    pub fn flush(&mut self, out: &mut Vec<Alert>) {
-        while !self.expiry.is_empty() {
-            self.release_oldest(out);
+    fn forget_oldest(&mut self, out: &mut Vec<Alert>) {
+        while let Some((_, seq)) = self.forget.pop_front() {
+            if let Some(sighting) = self.forget_sighting(seq) {
+                if let Some(alert) = sighting.held {
+                    self.held -= 1;
+                    out.push(alert);
+                }
+                return;
+            }
         }
     }
 
-    pub fn held(&self) -> usize {
-        self.held.len()
-    }
-
-    fn release_oldest(&mut self, out: &mut Vec<Alert>) {
-        while let Some((_, seq)) = self.expiry.pop_front() {
-            let Some(held) = self.held.remove(&seq) else {
-                continue; // already merged with its twin
-            };
-            if let Some(queue) = self.by_key.get_mut(&held.key) {
-                queue.retain(|s| *s != seq);
-                if queue.is_empty() {
-                    self.by_key.remove(&held.key);
+    fn forget_sighting(&mut self, seq: u64) -> Option<Sighting> {
+        let sighting = self.sightings.remove(&seq)?;
+        for key in &sighting.keys {
+            if let Some(seqs) = self.by_key.get_mut(key) {
+                seqs.retain(|s| *s != seq);
+                if seqs.is_empty() {
+                    self.by_key.remove(key);
                 }
             }
-            out.push(held.alert);
-            return;
         }
+        Some(sighting)
     }
 }
 
-/// One alert from two sightings: the first's event, with what only the
-/// second knew filled in, and both providers.
-fn merge(mut first: Alert, second: Alert) -> Alert {
-    first.providers.add(second.providers);
-    fill_event(&mut first.event, second.event);
-    first
+/// One alert from a held sighting and its twin: the rule of the one that
+/// knew the container (the more specific), the held one's otherwise; the
+/// event of the one whose rule is kept, with what only the other knew
+/// filled in; both providers.
+fn merge(held: Alert, twin: Alert) -> Alert {
+    let twin_more_specific =
+        twin.event.process.container_id.is_some() && held.event.process.container_id.is_none();
+    let (mut kept, other) = if twin_more_specific {
+        (twin, held)
+    } else {
+        (held, twin)
+    };
+    kept.providers.add(other.providers);
+    fill_event(&mut kept.event, other.event);
+    kept
 }
 
 fn fill<T>(slot: &mut Option<T>, other: Option<T>) {

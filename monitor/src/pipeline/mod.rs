@@ -32,10 +32,15 @@ use own_reports::OwnReports;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// How long an alert from one source waits for the same action from
-    /// the other, when both run (milliseconds).
+    /// How long an action seen by one source is remembered, when both run,
+    /// so that the other source's sighting of it is folded into the alert
+    /// already sent (milliseconds). Nothing waits this long.
     pub correlation_window_ms: u64,
-    /// Most alerts held for correlation at once; past it the oldest leaves.
+    /// How long an audit alert that eBPF has not seen yet waits for eBPF's
+    /// sighting before it leaves alone (milliseconds; 0: never waits).
+    pub correlation_hold_ms: u64,
+    /// Most sightings remembered for correlation at once; past it the
+    /// oldest is forgotten (a held alert among them leaves).
     pub correlation_max_held: usize,
     /// Alerts per rule, process and action passed individually per window.
     pub flood_burst: u32,
@@ -50,6 +55,7 @@ impl Default for PipelineConfig {
     fn default() -> PipelineConfig {
         PipelineConfig {
             correlation_window_ms: 500,
+            correlation_hold_ms: 2,
             correlation_max_held: 16 * 1024,
             flood_burst: 10,
             flood_window_ms: 1000,
@@ -86,6 +92,7 @@ impl Pipeline {
             host,
             correlator: Correlator::new(
                 Duration::from_millis(config.correlation_window_ms),
+                Duration::from_millis(config.correlation_hold_ms),
                 config.correlation_max_held,
             ),
             flood: FloodControl::new(
@@ -102,8 +109,8 @@ impl Pipeline {
         }
     }
 
-    /// Holds alerts for their twin from the other source: call with `true`
-    /// when both the eBPF and the audit source run.
+    /// Folds the two sources' sightings of one action into one alert: call
+    /// with `true` when both the eBPF and the audit source run.
     pub fn correlating(mut self, both_sources: bool) -> Pipeline {
         self.correlator.set_enabled(both_sources);
         self
@@ -204,6 +211,12 @@ impl Pipeline {
     /// self-monitoring).
     pub fn held(&self) -> (usize, usize) {
         (self.correlator.held(), self.flood.tracked())
+    }
+
+    /// Sightings folded into an alert the other source's sighting already
+    /// made (one action, one alert), since the start.
+    pub fn folded(&self) -> u64 {
+        self.correlator.folded()
     }
 }
 
