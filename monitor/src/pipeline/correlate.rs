@@ -15,8 +15,8 @@
 //!   audit id) is not in it — the price of not waiting.
 //! - An audit alert with no eBPF sighting is unusual (eBPF lost the event,
 //!   or its reader is behind): it waits `hold`, a few milliseconds (the
-//!   eBPF lag measured by `cargo xtask bench latency` is well under one),
-//!   for an eBPF twin; one that comes in time is merged in and the merged
+//!   eBPF reader wakes microseconds after the syscall; the end-to-end
+//!   latency is not benchmarked yet), for an eBPF twin; one that comes in time is merged in and the merged
 //!   alert leaves at once; otherwise the audit alert leaves alone and stays
 //!   remembered, so a later eBPF twin is folded. `hold = 0` sends it at once.
 //!
