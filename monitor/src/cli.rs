@@ -180,7 +180,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Check(args) => {
             let config = Config::load(args.config.as_deref())?;
-            crate::posture::check_command(&config, args.json)
+            let failed = crate::posture::check_command(&config, args.json)?;
+            Ok(if failed { EXIT_FINDINGS } else { 0 })
         }
         Command::Rules(args) => {
             let config = Config::load(args.common.config.as_deref())?;

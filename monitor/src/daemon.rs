@@ -18,7 +18,7 @@ use crate::control::{Control, Counters, Request, Response, Status};
 use crate::event::{Action, Source};
 use crate::outbox::Outputs;
 use crate::pipeline::Pipeline;
-use crate::posture::Posture;
+use crate::posture::{Posture, PostureStage};
 use crate::privilege::{self, Capability};
 use crate::rules::{RuleSet, Watch};
 use crate::source::audit::{AuditMode, AuditSource};
@@ -79,7 +79,7 @@ async fn run_async(
     let mut counters = Counters::new();
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let host: Arc<str> = config.host_name().into();
-    let (mut posture, posture_findings) = if config.posture.enabled {
+    let (posture, posture_findings) = if config.posture.enabled {
         let (posture, findings) = Posture::start(&config.posture, host.clone())?;
         (Some(posture), findings)
     } else {
@@ -156,6 +156,16 @@ async fn run_async(
         .into());
     }
 
+    // Posture's checks block (auditctl, file reads, the engine); they run
+    // on its own thread and its alerts come back here.
+    let (posture, mut posture_alerts) = match posture {
+        Some(posture) => {
+            let (stage, alerts) = PostureStage::spawn(posture)?;
+            (Some(stage), Some(alerts))
+        }
+        None => (None, None),
+    };
+
     let mut reloader = Reloader::new(plan, standing_watches, rules.len());
     let mut pipeline = Pipeline::new(rules, &config.pipeline, host)
         .correlating(started.contains(&"ebpf") && started.contains(&"audit"))
@@ -190,7 +200,6 @@ async fn run_async(
     let mut pending = None;
     loop {
         let deadline = pipeline.next_deadline();
-        let posture_deadline = posture.as_ref().map(Posture::next_deadline);
         let mut from_audit = false;
         let mut reload_asked = None;
         tokio::select! {
@@ -202,8 +211,8 @@ async fn run_async(
                     }
                     pipeline.attribute(&mut event, Instant::now());
                     counters.on_event(&event);
-                    if let Some(posture) = posture.as_mut() {
-                        alerts.extend(posture.on_event(&event));
+                    if let Some(posture) = &posture {
+                        posture.offer(&event);
                     }
                     pipeline.push(event, Instant::now(), &mut alerts);
                     if let Some(pending) = pending.as_mut() {
@@ -213,11 +222,7 @@ async fn run_async(
                 None => break,
             },
             _ = sleep_until(deadline) => pipeline.tick(Instant::now(), &mut alerts),
-            _ = sleep_until(posture_deadline) => {
-                if let Some(posture) = posture.as_mut() {
-                    alerts.extend(posture.tick(Instant::now()));
-                }
-            }
+            Some(alert) = posture_alert(&mut posture_alerts) => alerts.push(alert),
             _ = beat(&mut heartbeat) => {
                 let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
                 pipeline.push(status.heartbeat(), Instant::now(), &mut alerts);
@@ -279,6 +284,13 @@ async fn run_async(
             acks.done();
         }
     }
+    // Posture's verdicts on the events it was given still go out.
+    if let (Some(posture), Some(mut found)) = (posture, posture_alerts) {
+        tokio::task::block_in_place(|| posture.finish());
+        while let Ok(alert) = found.try_recv() {
+            alerts.push(alert);
+        }
+    }
     pipeline.flush(&mut alerts);
     for alert in alerts.drain(..) {
         outputs.send(&alert);
@@ -316,6 +328,15 @@ fn own_files(plan: &ReloadPlan) -> Vec<PathBuf> {
     }
     paths.push(plan.rules_dir.clone());
     paths
+}
+
+async fn posture_alert(
+    alerts: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::alert::Alert>>,
+) -> Option<crate::alert::Alert> {
+    match alerts {
+        Some(alerts) => alerts.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

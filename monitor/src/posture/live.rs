@@ -241,6 +241,14 @@ impl Posture {
         alerts
     }
 
+    /// Re-reads every group now, as the periodic re-check does; for when
+    /// events were missed.
+    pub fn recheck_all(&mut self) -> Vec<Alert> {
+        let now = Instant::now();
+        self.next_recheck = now;
+        self.tick(now)
+    }
+
     /// Groups whose inputs `event` may have changed.
     fn affected(&self, event: &Event) -> Vec<Group> {
         if event.action == Action::AuditConfig {

@@ -4,7 +4,8 @@
 //!
 //! `dockwatch check` evaluates it once ([`check_command`]); `dockwatch run`
 //! keeps a [`Posture`] that reports the findings at start and a
-//! `posture_drift` alert whenever an event changes a verdict.
+//! `posture_drift` alert whenever an event changes a verdict, on its own
+//! thread ([`PostureStage`]) so that no check delays an event.
 
 mod accounts;
 mod acl;
@@ -19,6 +20,7 @@ mod host;
 mod host_checks;
 mod live;
 mod report;
+mod stage;
 
 use std::path::PathBuf;
 
@@ -27,6 +29,7 @@ use serde::Deserialize;
 pub use baseline::{Baseline, Group};
 pub use finding::{Check, Finding, Status};
 pub use live::Posture;
+pub use stage::PostureStage;
 
 /// The `[posture]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -97,9 +100,9 @@ impl TryFrom<String> for DevicePattern {
     }
 }
 
-/// `dockwatch check`: prints the report and returns the exit code (1 when a
-/// check fails).
-pub fn check_command(config: &crate::config::Config, json: bool) -> anyhow::Result<u8> {
+/// `dockwatch check`: prints the report and returns whether a check failed
+/// (the command line turns that into its exit code).
+pub fn check_command(config: &crate::config::Config, json: bool) -> anyhow::Result<bool> {
     let baseline = Baseline::new(&config.posture)?;
     let findings = baseline.evaluate_all();
     let stdout = std::io::stdout();
@@ -111,6 +114,5 @@ pub fn check_command(config: &crate::config::Config, json: bool) -> anyhow::Resu
     } else {
         report::write_table(&mut out, &findings)?;
     }
-    let failed = findings.iter().any(|f| f.status == Status::Fail);
-    Ok(if failed { crate::cli::EXIT_FINDINGS } else { 0 })
+    Ok(findings.iter().any(|f| f.status == Status::Fail))
 }
