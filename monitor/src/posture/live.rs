@@ -249,6 +249,17 @@ impl Posture {
         self.tick(now)
     }
 
+    /// Whether [`Posture::on_event`] can do anything with `event`: judge
+    /// an engine create, or re-check what an audit rule change or a file
+    /// change may touch. Its own reports and everything else cannot; the
+    /// posture stage hands over only these.
+    pub fn acts_on(event: &Event) -> bool {
+        event.source != Source::Monitor
+            && (event.action == Action::ContainerCreate
+                || event.action == Action::AuditConfig
+                || event.action.changes_files())
+    }
+
     /// Groups whose inputs `event` may have changed.
     fn affected(&self, event: &Event) -> Vec<Group> {
         if event.action == Action::AuditConfig {

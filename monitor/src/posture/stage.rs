@@ -19,7 +19,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::live::Posture;
 use crate::alert::Alert;
-use crate::event::{Action, Event, Source};
+use crate::event::Event;
 
 /// Events waiting for posture. When full, the event is not queued and the
 /// next pass re-reads everything instead: a lost event costs a full
@@ -54,7 +54,7 @@ impl PostureStage {
 
     /// Hands `event` to posture when posture can act on it; never waits.
     pub fn offer(&self, event: &Event) {
-        if !wanted(event) {
+        if !Posture::acts_on(event) {
             return;
         }
         let Some(events) = &self.events else {
@@ -87,16 +87,6 @@ impl Drop for PostureStage {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Events posture acts on: the engine's creates (judged at once), audit
-/// rule changes and file changes (which may touch a watched input). Its own
-/// reports and everything else stay on the event loop.
-fn wanted(event: &Event) -> bool {
-    event.source != Source::Monitor
-        && (event.action == Action::ContainerCreate
-            || event.action == Action::AuditConfig
-            || event.action.changes_files())
 }
 
 fn run(
@@ -133,7 +123,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::event::{Detail, FileRef};
+    use crate::event::{Action, Detail, FileRef, Source};
     use crate::posture::PostureConfig;
 
     #[test]
