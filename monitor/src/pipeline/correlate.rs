@@ -180,21 +180,21 @@ impl Correlator {
         for key in &keys {
             self.by_key.entry(key.clone()).or_default().push(seq);
         }
-        let sighting = Sighting {
+        let mut sighting = Sighting {
             source: alert.event.source,
             rule: Arc::as_ptr(&alert.rule) as usize,
             keys,
             held: None,
         };
-        self.sightings.insert(seq, sighting);
-        self.forget.push_back((now + self.window, seq));
         if held {
-            self.sightings.get_mut(&seq).expect("just inserted").held = Some(alert);
+            sighting.held = Some(alert);
             self.held += 1;
             self.release.push_back((now + self.hold, seq));
         } else {
             out.push(alert);
         }
+        self.sightings.insert(seq, sighting);
+        self.forget.push_back((now + self.window, seq));
         while self.sightings.len() > self.cap {
             self.forget_oldest(out);
         }
