@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Package => {
             setup::run()?;
-            package::run().map(|_| ())
+            package::run(package::Profile::Release).map(|_| ())
         }
         Task::Kernels { versions } => {
             setup::run()?;
@@ -107,6 +107,9 @@ pub fn cmd(program: &str, args: &[&str]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The debug build `cargo xtask test` makes once and everything uses.
+pub const WORKSPACE_BUILD: [&str; 3] = ["build", "--workspace", "--all-targets"];
 
 fn build_release() -> anyhow::Result<()> {
     cmd("cargo", &["build", "--release", "-p", "monitor", "--bins"])
@@ -148,11 +151,15 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
-    // Integration tests run the real binary; build it before the tests.
-    cmd("cargo", &["build", "-p", "monitor", "--bins"])?;
-    // The package test installs the real .deb; a release build inside
-    // nextest would outlast its timeout, so it is built here.
-    let deb = package::run()?;
+    // One build for everything below: the integration tests run the real
+    // binary, the package test installs it, the kernel matrix boots it.
+    // Always the whole workspace, as nextest selects it: `-p monitor`
+    // would unify other features, and cargo would build the tree (and the
+    // kernel programs) again for each selection.
+    cmd("cargo", &WORKSPACE_BUILD)?;
+    // The package test installs the real .deb; building it inside nextest
+    // would outlast its timeout, so it is built here.
+    let deb = package::run(package::Profile::Dev)?;
     std::env::set_var("DOCKWATCH_DEB", &deb);
     let mut args = vec![
         "nextest",
@@ -165,9 +172,14 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
     if let Some(f) = filter {
         args.push(f);
     }
-    cmd("cargo", &args)?;
-    // The eBPF scenarios on the kernels users run (5.10, 6.1, 6.12).
-    kernels::run_ci()?;
+    // The eBPF scenarios on the kernels users run (5.10, 6.1, 6.12), booted
+    // while the host's tests run.
+    let (host, kernels) = kernels::run_ci_beside(|| cmd("cargo", &args))?;
+    if let Err(e) = &kernels {
+        eprintln!("kernels: {e:#}");
+    }
+    host?;
+    kernels?;
     // nextest does not run doctests.
     cmd("cargo", &["test", "--workspace", "--doc"])
 }
