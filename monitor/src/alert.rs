@@ -449,6 +449,23 @@ fn write_detail(out: &mut Vec<u8>, detail: &Detail) {
             out.extend_from_slice(counters.as_bytes());
             out.push(b'}');
         }
+        Detail::Start {
+            previous_run,
+            previous_pid,
+            gap_secs,
+        } => {
+            out.extend_from_slice(b",\"dockwatch\":{\"start\":{\"previous_run\":");
+            json_str(out, previous_run.as_bytes());
+            if let Some(pid) = previous_pid {
+                out.extend_from_slice(b",\"previous_pid\":");
+                push_int(out, i64::from(*pid));
+            }
+            if let Some(gap) = gap_secs {
+                out.extend_from_slice(b",\"gap_seconds\":");
+                push_int(out, *gap as i64);
+            }
+            out.extend_from_slice(b"}}");
+        }
         Detail::Refused { error } => {
             out.extend_from_slice(b",\"dockwatch\":{\"reload\":{\"refused\":");
             json_str(out, error.as_bytes());

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError};
 use crate::control::reload::{Pending, ReloadPlan, Reloader};
+use crate::control::run_record::{self, PreviousRun, RunRecord};
 use crate::control::{Control, Counters, Request, Response, Status};
 use crate::event::{Action, Source};
 use crate::outbox::Outputs;
@@ -189,12 +190,34 @@ async fn run_async(
         watches = watches.len(),
         "dockwatch ready"
     );
+    let mut alerts = Vec::new();
+    let (previous_run, record) = RunRecord::begin(&config.state_dir);
+    if let PreviousRun::Unknown(why) = &previous_run {
+        tracing::warn!("how the previous run ended is unknown: {why}");
+    }
+    let mut record = record
+        .inspect_err(|e| {
+            tracing::error!(
+                "cannot write the run record in {}: {e}; the next start cannot tell \
+                 whether this run was killed (set state_dir to a writable directory)",
+                config.state_dir.display()
+            )
+        })
+        .ok();
+    let mut alive = tokio::time::interval_at(
+        tokio::time::Instant::now() + run_record::ALIVE_EVERY,
+        run_record::ALIVE_EVERY,
+    );
+    pipeline.push(previous_run.start_event(), Instant::now(), &mut alerts);
+    for alert in alerts.drain(..) {
+        counters.on_alert(&alert);
+        outputs.send(&alert);
+    }
     for alert in &posture_findings {
         outputs.send(alert);
     }
     outputs.flush();
 
-    let mut alerts = Vec::new();
     // A reload waiting for the kernel's watch set and the events queued
     // before it (see `control::reload::Pending`).
     let mut pending = None;
@@ -226,6 +249,11 @@ async fn run_async(
             _ = beat(&mut heartbeat) => {
                 let status = Status::gather(&counters, reloader.rules, &started, ebpf.as_ref(), &outputs, &config);
                 pipeline.push(status.heartbeat(), Instant::now(), &mut alerts);
+            }
+            _ = alive.tick() => {
+                if let Some(Err(e)) = record.as_mut().map(RunRecord::alive) {
+                    tracing::warn!("cannot refresh the run record: {e}");
+                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -296,6 +324,13 @@ async fn run_async(
         outputs.send(&alert);
     }
     outputs.shutdown().await;
+    // Last: a run that dies before its alerts are out has not stopped cleanly.
+    if let Some(record) = record {
+        let path = record.path().to_path_buf();
+        if let Err(e) = record.stopped() {
+            tracing::warn!("cannot mark the clean stop in {}: {e}", path.display());
+        }
+    }
     tracing::info!("dockwatch stopped");
     Ok(())
 }

@@ -105,6 +105,8 @@ actions! {
     ReloadRefused = "reload_refused",
     /// dockwatch's periodic word that it runs, with its counters.
     Heartbeat = "heartbeat",
+    /// dockwatch started; how its previous run ended (control::run_record).
+    MonitorStart = "monitor_start",
     // What the Docker engine reports doing (source::docker). They happen
     // to containers, images and plugins, not to paths.
     /// A container was created (`docker create`, the first half of `run`).
@@ -277,6 +279,13 @@ pub enum Detail {
     /// The counters a heartbeat carries: one JSON object, rendered by the
     /// status code that owns them.
     Heartbeat { counters: Box<str> },
+    /// How the previous run ended (`none`, `clean`, `unclean`, `unknown`),
+    /// its pid, and how long ago it stopped or was last alive.
+    Start {
+        previous_run: &'static str,
+        previous_pid: Option<u32>,
+        gap_secs: Option<u64>,
+    },
 }
 
 /// The container an event is about: the one an engine action was on, or

@@ -637,6 +637,178 @@ fn inode_hooks_name_files_on_another_file_system() {
     }
 }
 
+// Ways around a file watch that an attacker who knows how watches work
+// takes: none of them calls `open` or `write` on the watched path, and the
+// inode hooks, which see the change itself, catch each. Tests for the
+// record, so they stay caught.
+
+/// Opens and writes `daemon.json` through io_uring: no `openat` or
+/// `write` system call at all.
+#[test]
+fn inode_hooks_see_a_write_through_io_uring() {
+    if dockwatch_tests::missing_in_vm("inode") {
+        return;
+    }
+    use io_uring::{opcode, types, IoUring};
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start(Hooks::Inode, &[DOCKER], &["write"]);
+    let mut ring = IoUring::new(4).expect("io_uring_setup");
+    let path = std::ffi::CString::new(DAEMON_JSON).unwrap();
+    let mut complete = |entry: io_uring::squeue::Entry| -> i32 {
+        // SAFETY: the path and buffer the entry points at outlive the
+        // wait for its completion just below.
+        unsafe { ring.submission().push(&entry).expect("a free entry") };
+        ring.submit_and_wait(1).expect("io_uring_enter");
+        ring.completion().next().expect("a completion").result()
+    };
+    let fd = complete(
+        opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
+            .flags(libc::O_WRONLY | libc::O_APPEND)
+            .build(),
+    );
+    assert!(fd >= 0, "IORING_OP_OPENAT: errno {}", -fd);
+    let line = b"x\n";
+    let written = complete(opcode::Write::new(types::Fd(fd), line.as_ptr(), 2).build());
+    assert_eq!(written, 2, "IORING_OP_WRITE");
+    complete(opcode::Close::new(types::Fd(fd)).build());
+    assert_eq!(
+        w.expect("write", std::process::id())["file"]["path"],
+        DAEMON_JSON
+    );
+    assert_eq!(std::fs::read_to_string(DAEMON_JSON).unwrap(), "{}\nx\n");
+}
+
+/// A descriptor opened before dockwatch started, written after: the open
+/// happened when nothing watched.
+#[test]
+fn inode_hooks_see_a_write_through_a_descriptor_opened_before_the_daemon() {
+    if dockwatch_tests::missing_in_vm("inode") {
+        return;
+    }
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let mut held = std::fs::File::options()
+        .append(true)
+        .open(DAEMON_JSON)
+        .unwrap();
+    let w = Watching::start(Hooks::Inode, &[DOCKER], &["write"]);
+    held.write_all(b"x\n").unwrap();
+    drop(held);
+    assert_eq!(
+        w.expect("write", std::process::id())["file"]["path"],
+        DAEMON_JSON
+    );
+}
+
+/// Content moved in by the kernel: `copy_file_range` and `sendfile` into
+/// the watched file, and `fallocate` growing it, none of them `write`.
+#[test]
+fn inode_hooks_see_copy_file_range_sendfile_and_fallocate() {
+    if dockwatch_tests::missing_in_vm("inode") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let source = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(source.path(), "{\"icc\": true}\n").unwrap();
+    let w = Watching::start(Hooks::Inode, &[DOCKER], &["write", "truncate"]);
+    let me = std::process::id();
+    let from = std::fs::File::open(source.path()).unwrap();
+    let to = std::fs::File::options()
+        .write(true)
+        .open(DAEMON_JSON)
+        .unwrap();
+    let copied = |n: isize, call: &str| {
+        assert!(n > 0, "{call}: {}", std::io::Error::last_os_error());
+    };
+
+    // SAFETY: both descriptors are open for the calls; null offsets use
+    // and advance the files' own positions.
+    let n = unsafe {
+        libc::copy_file_range(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            64,
+            0,
+        )
+    };
+    copied(n, "copy_file_range");
+    assert_eq!(w.expect("write", me)["file"]["path"], DAEMON_JSON);
+
+    let mut offset: libc::off_t = 0;
+    // SAFETY: as above; `offset` lives across the call.
+    let n = unsafe { libc::sendfile(to.as_raw_fd(), from.as_raw_fd(), &mut offset, 64) };
+    copied(n, "sendfile");
+    let writes = |alerts: &[Value]| {
+        ours(alerts.to_vec())
+            .iter()
+            .filter(|a| a["event"]["action"] == "write" && by(a, me))
+            .count()
+    };
+    let alerts = wait_for_alerts(&w.alerts_file(), Duration::from_secs(2), |a| writes(a) >= 2);
+    assert_eq!(
+        writes(&alerts),
+        2,
+        "a write alert for sendfile: {alerts:#?}"
+    );
+
+    // SAFETY: as above.
+    let rc = unsafe { libc::fallocate(to.as_raw_fd(), 0, 0, 64 * 1024) };
+    assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
+    let grown = |alerts: &[Value]| ours(alerts.to_vec()).iter().filter(|a| by(a, me)).count() >= 3;
+    let alerts = wait_for_alerts(&w.alerts_file(), Duration::from_secs(2), grown);
+    assert!(grown(&alerts), "an alert for fallocate: {alerts:#?}");
+}
+
+/// A write from another mount namespace (`unshare -m`): the path the
+/// process sees is its own namespace's, the inode is the host's.
+#[test]
+fn inode_hooks_see_a_write_from_another_mount_namespace() {
+    if dockwatch_tests::missing_in_vm("inode") {
+        return;
+    }
+    let _lock = machine_lock();
+    let _layout = docker_layout();
+    let w = Watching::start(Hooks::Inode, &[DOCKER], &["write"]);
+    let pid = sh(&format!("unshare -m sh -c 'echo x >> {DAEMON_JSON}'"));
+    let alerts = wait_for_alerts(&w.alerts_file(), Duration::from_secs(2), |a| {
+        !ours(a.to_vec()).is_empty()
+    });
+    let ours = ours(alerts);
+    // unshare execs the inner shell in its own process: the writer is the
+    // test's grandchild, or its child when unshare forks nothing.
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    assert_eq!(ours[0]["event"]["action"], "write");
+    assert_eq!(ours[0]["file"]["path"], DAEMON_JSON);
+    let pids = [
+        &ours[0]["process"]["pid"],
+        &ours[0]["process"]["parent"]["pid"],
+    ];
+    assert!(pids.contains(&&Value::from(pid)), "{:#}", ours[0]);
+}
+
+/// File capabilities set on a watched binary (`setcap`), a way to a
+/// privileged binary without touching its content: a `setxattr` of
+/// `security.capability`.
+#[test]
+fn inode_hooks_see_setcap_on_a_watched_binary() {
+    if dockwatch_tests::missing_in_vm("inode") {
+        return;
+    }
+    let _lock = machine_lock();
+    let binary = "/usr/local/bin/dockwatch-test-runc";
+    let mut layout = Layout::new();
+    layout.file(binary, "#!/bin/sh\n");
+    let w = Watching::start(Hooks::Inode, &[binary], &["setxattr"]);
+    let pid = sh(&format!("setcap cap_sys_admin+ep {binary}"));
+    let alert = w.expect("setxattr", pid);
+    assert_eq!(alert["file"]["path"], binary, "{alert:#}");
+}
+
 /// Every test above, once per hook set.
 macro_rules! with_each_hook_set {
     ($($name:ident),* $(,)?) => {

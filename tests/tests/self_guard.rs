@@ -81,3 +81,69 @@ fn edits_to_its_config_and_rules_are_alerts_no_rule_can_switch_off() {
         "{alerts:#?}"
     );
 }
+
+fn start_alerts(alerts: &[Value]) -> Vec<&Value> {
+    alerts
+        .iter()
+        .filter(|a| a["event"]["action"] == "monitor_start")
+        .collect()
+}
+
+/// The one start alert in `alerts`, once the daemon has written it.
+fn start_alert(alerts: &std::path::Path) -> Value {
+    let seen = wait_for_alerts(alerts, Duration::from_secs(10), |a| {
+        !start_alerts(a).is_empty()
+    });
+    let found = start_alerts(&seen);
+    assert_eq!(found.len(), 1, "one start alert: {seen:#?}");
+    found[0].clone()
+}
+
+/// A SIEM tells "nothing happened" from "the monitor was gone" by the
+/// start alert: it says whether the previous run stopped cleanly or was
+/// killed, which pid it was, and how long the host went unwatched.
+#[test]
+fn the_start_alert_tells_a_clean_stop_from_a_kill() {
+    let _lock = machine_lock();
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        "state_dir = {:?}\n[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n",
+        state.path()
+    );
+
+    let first = Monitored::start(RULES, &config);
+    let first_pid = first.daemon.pid();
+    let alert = start_alert(&first.alerts);
+    assert_eq!(alert["rule"]["id"], "dockwatch-started", "{alert:#}");
+    assert_eq!(
+        alert["dockwatch"]["start"]["previous_run"], "none",
+        "{alert:#}"
+    );
+    assert!(alert["dockwatch"]["start"].get("previous_pid").is_none());
+    let (daemon, _, _dir) = first.into_parts();
+    assert!(daemon.stop().success());
+
+    let second = Monitored::start(RULES, &config);
+    let second_pid = second.daemon.pid();
+    let alert = start_alert(&second.alerts);
+    assert_eq!(alert["rule"]["id"], "dockwatch-started", "{alert:#}");
+    let start = &alert["dockwatch"]["start"];
+    assert_eq!(start["previous_run"], "clean", "{alert:#}");
+    assert_eq!(start["previous_pid"], first_pid, "{alert:#}");
+    assert!(start["gap_seconds"].as_u64().is_some(), "{alert:#}");
+    let (daemon, _, _dir) = second.into_parts();
+    daemon.kill();
+
+    let third = Monitored::start(RULES, &config);
+    let alert = start_alert(&third.alerts);
+    assert_eq!(
+        alert["rule"]["id"], "dockwatch-restarted-unclean",
+        "{alert:#}"
+    );
+    let start = &alert["dockwatch"]["start"];
+    assert_eq!(start["previous_run"], "unclean", "{alert:#}");
+    assert_eq!(start["previous_pid"], second_pid, "{alert:#}");
+    assert!(start["gap_seconds"].as_u64().is_some(), "{alert:#}");
+    let (daemon, _, _dir) = third.into_parts();
+    assert!(daemon.stop().success());
+}

@@ -20,6 +20,7 @@
 mod client;
 mod metrics;
 pub mod reload;
+pub mod run_record;
 mod socket;
 pub mod status;
 

@@ -1,11 +1,13 @@
 //! Alerts dockwatch raises on its own, with no rule behind them: records a
 //! source lost, the audit system being reconfigured or stopped, mounts over
 //! watched paths, changes to dockwatch's own binary, configuration or rules
-//! by anyone but dockwatch, a reload refused (the old rules keep running, which the
-//! operator must learn from the alert stream, not only from the daemon's
-//! log), and the heartbeat (a silent monitor and a dead one look alike
-//! without it). No rule file can switch these off, because a monitor that
-//! can be blinded without a trace is worse than none.
+//! by anyone but dockwatch, a reload refused (the old rules keep running,
+//! which the operator must learn from the alert stream, not only from the
+//! daemon's log), the heartbeat (a silent monitor and a dead one look alike
+//! without it), and the start alert (whether the previous run was killed,
+//! and how long the host went unwatched). No rule file can switch these
+//! off, because a monitor that can be blinded without a trace is worse than
+//! none.
 
 use std::sync::Arc;
 
@@ -25,6 +27,8 @@ pub(super) struct OwnReports {
     own_pid: u32,
     reload_refused: Arc<RuleRef>,
     heartbeat: Arc<RuleRef>,
+    started: Arc<RuleRef>,
+    restarted_unclean: Arc<RuleRef>,
 }
 
 /// MITRE ATT&CK: Impair Defenses: Disable or Modify Linux Audit System.
@@ -90,6 +94,18 @@ impl OwnReports {
                 Severity::Info,
                 &[],
             ),
+            started: rule(
+                "dockwatch-started",
+                "dockwatch started",
+                Severity::Info,
+                &[],
+            ),
+            restarted_unclean: rule(
+                "dockwatch-restarted-unclean",
+                "dockwatch started after a run that was killed or crashed: the host went unwatched",
+                Severity::Error,
+                &[ATTACK_TOOLS],
+            ),
         }
     }
 
@@ -128,6 +144,14 @@ impl OwnReports {
             (Action::Mount, _) => Some(&self.mounted),
             (Action::ReloadRefused, _) => Some(&self.reload_refused),
             (Action::Heartbeat, _) => Some(&self.heartbeat),
+            (
+                Action::MonitorStart,
+                Detail::Start {
+                    previous_run: "unclean",
+                    ..
+                },
+            ) => Some(&self.restarted_unclean),
+            (Action::MonitorStart, _) => Some(&self.started),
             _ => None,
         }
     }
