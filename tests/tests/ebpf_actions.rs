@@ -336,6 +336,28 @@ fn symlink_into_a_watched_directory(hooks: Hooks) {
     assert_eq!(alert["file"]["target_path"], "/etc/docker/evil.json");
 }
 
+/// daemon.json swapped for a symlink to a file of the attacker's, which is
+/// edited later: the edit is reported under the watched name, with the file
+/// the kernel changed as its target.
+fn a_config_swapped_for_a_symlink_reports_edits_of_its_target(hooks: Hooks) {
+    let _lock = machine_lock();
+    let mut layout = docker_layout();
+    let (evil, link) = ("/tmp/dockwatch-evil.json", "/tmp/dockwatch-evil-link");
+    layout.track(evil).track(link);
+    std::fs::write(evil, "{}\n").unwrap();
+    let w = Watching::start(hooks, &[DAEMON_JSON], &["rename", "open_write", "write"]);
+    // One rename(2) (GNU mv tries RENAME_NOREPLACE first, a failed call).
+    let pid = sh(&format!(
+        "ln -s {evil} {link} && perl -e 'rename(\"{link}\", \"{DAEMON_JSON}\") or die $!'"
+    ));
+    assert_eq!(w.expect("rename", pid)["file"]["target_path"], DAEMON_JSON);
+    let (append, action) = hooks.open_for_write(evil);
+    let pid = sh(&append);
+    let alert = w.expect(action, pid);
+    assert_eq!(alert["file"]["path"], DAEMON_JSON, "{alert:#}");
+    assert_eq!(alert["file"]["target_path"], evil, "{alert:#}");
+}
+
 fn mkdir_and_mknod_in_a_watched_directory(hooks: Hooks) {
     let _lock = machine_lock();
     let mut layout = docker_layout();
@@ -838,6 +860,7 @@ with_each_hook_set!(
     unlink_and_rmdir,
     hard_link_into_a_watched_directory,
     symlink_into_a_watched_directory,
+    a_config_swapped_for_a_symlink_reports_edits_of_its_target,
     mkdir_and_mknod_in_a_watched_directory,
     connect_to_a_watched_unix_socket_through_a_symlinked_path,
     unwatched_files_and_read_only_opens_stay_silent,

@@ -626,6 +626,57 @@ fn host_apparmor_is_read_from_sysfs() {
     );
 }
 
+/// CIS 4.5: content trust on for every user's session, from pam_env's
+/// /etc/environment or a login shell's /etc/profile.d script.
+#[test]
+fn content_trust_must_be_on_in_users_sessions() {
+    let root = Root::new();
+    root.file("/etc/environment", "PATH=\"/usr/local/bin:/usr/bin\"\n");
+    let (_, report) = root.check();
+    let unset = assert_status(&report, "4.5", "DOCKER_CONTENT_TRUST", "warn");
+    assert!(
+        unset["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("export DOCKER_CONTENT_TRUST=1"),
+        "{unset}"
+    );
+    root.file(
+        "/etc/profile.d/docker.sh",
+        "export DOCKER_CONTENT_TRUST=1\n",
+    );
+    let (_, report) = root.check();
+    let on = assert_status(&report, "4.5", "DOCKER_CONTENT_TRUST", "pass");
+    assert!(
+        on["evidence"].as_str().unwrap().contains("docker.sh"),
+        "{on}"
+    );
+}
+
+/// The baseline's own demand beyond CIS: the docker CLI runs for root only.
+#[test]
+fn the_docker_cli_must_be_root_owned_and_744() {
+    let root = Root::new();
+    root.file("/usr/bin/docker", "#!/bin/sh\n");
+    root.chmod("/usr/bin/docker", 0o755);
+    let (_, report) = root.check();
+    let loose = assert_status(&report, "docker-cli-mode", "docker CLI mode", "warn");
+    assert_eq!(loose["value"], "0755", "{loose}");
+    assert!(
+        loose["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("usr/bin/docker"),
+        "{loose}"
+    );
+    assert_status(&report, "docker-cli-owner", "docker CLI owner", "pass");
+    root.chmod("/usr/bin/docker", 0o744);
+    root.chown("/usr/bin/docker", 1000, 0);
+    let (_, report) = root.check();
+    assert_status(&report, "docker-cli-mode", "docker CLI mode", "pass");
+    assert_status(&report, "docker-cli-owner", "docker CLI owner", "warn");
+}
+
 #[test]
 fn audit_must_be_enabled_and_watch_each_docker_path() {
     let _lock = machine_lock();
@@ -759,5 +810,65 @@ fn an_unreadable_etc_group_is_a_finding_with_the_reason() {
     assert!(
         evidence.starts_with("cannot read") && evidence.contains("etc/group"),
         "{f}"
+    );
+}
+
+/// The README's table of checks names every check `dockwatch check`
+/// reports, one by one or in a range (`3.1`–`3.24`), so it cannot fall
+/// behind the code.
+#[test]
+fn the_readme_names_every_check() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("read README.md");
+    let table = readme
+        .split("## Baseline checks")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has a \"## Baseline checks\" section");
+    let ranges: Vec<(&str, &str)> = table
+        .split('`')
+        .collect::<Vec<_>>()
+        .windows(3)
+        .filter(|w| w[1] == "–")
+        .map(|w| (w[0], w[2]))
+        .collect();
+    let in_range = |id: &str| {
+        ranges.iter().any(|(from, to)| {
+            let (Some((prefix, low)), Some((same, high))) = (from.rsplit_once('.'), to.rsplit_once('.')) else {
+                return false;
+            };
+            let Some((own, n)) = id.rsplit_once('.') else {
+                return false;
+            };
+            let number = |s: &str| s.parse::<u32>().ok();
+            own == prefix
+                && own == same
+                && matches!((number(low), number(n), number(high)), (Some(l), Some(n), Some(h)) if l <= n && n <= h)
+        })
+    };
+
+    let root = Root::new();
+    let _sock = hardened_files(&root);
+    root.container("hardened", &("4f1c0a6b7e2d".repeat(5) + "abcd"));
+    root.container("exposed", &("9b8e7d6c5a4f".repeat(5) + "0123"));
+    let (_, report) = root.check();
+    let ids: std::collections::BTreeSet<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    // The positive control: the report is the whole baseline.
+    for id in ["1.1.1", "3.16", "4.5", "5.4", "docker-cli-mode"] {
+        assert!(ids.contains(id), "{id} not in the report: {ids:?}");
+    }
+    let missing: Vec<&&str> = ids
+        .iter()
+        .filter(|id| !table.contains(&format!("`{id}`")) && !in_range(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md's check table lacks {missing:?}"
     );
 }

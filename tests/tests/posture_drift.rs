@@ -371,6 +371,11 @@ fn failing_checks_are_reported_once_at_start() {
     assert_eq!(registry[0]["posture"]["before"], Value::Null);
     assert_eq!(registry[0]["posture"]["after"], json!(["r.local:5000"]));
     assert_eq!(registry[0]["posture"]["status"], "fail");
+    // At start: the start alert, then findings, and no passing check.
+    let (started, findings): (Vec<&Value>, Vec<&Value>) = findings
+        .iter()
+        .partition(|a| a["event"]["action"] == "monitor_start");
+    assert_eq!(started.len(), 1, "{started:#?}");
     assert!(
         findings
             .iter()

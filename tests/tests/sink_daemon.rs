@@ -9,6 +9,7 @@ use std::time::Duration;
 use dockwatch_tests::layout::Layout;
 use dockwatch_tests::rsyslog::{alert_of, Rsyslog};
 use dockwatch_tests::{machine_lock, read_alerts, wait_for_alerts, Daemon};
+use serde_json::Value;
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
@@ -56,12 +57,36 @@ fn daemon_delivers_to_file_and_syslog_and_reopens_on_sighup() {
         rsyslog.tcp_url().as_ref(),
     ]);
 
+    // Both outputs get the start alert first; the test counts its own.
+    let ours = |alerts: Vec<Value>| -> Vec<Value> {
+        alerts
+            .into_iter()
+            .filter(|a| a["rule"]["id"] == "test-watch")
+            .collect()
+    };
+    let our_records = |records: Vec<Value>| -> Vec<Value> {
+        records
+            .into_iter()
+            .filter(|r| r["msgid"] == "test-watch")
+            .collect()
+    };
+    let started = rsyslog.wait_for(Duration::from_secs(5), |r| {
+        r.iter().any(|r| r["msgid"] == "dockwatch-started")
+    });
+    assert!(
+        started.iter().any(|r| r["msgid"] == "dockwatch-started"),
+        "the start alert reaches syslog: {started:#?}"
+    );
+
     write_daemon_json();
-    let got = wait_for_alerts(&alerts, Duration::from_secs(5), |a| !a.is_empty());
+    let got = ours(wait_for_alerts(&alerts, Duration::from_secs(5), |a| {
+        !ours(a.to_vec()).is_empty()
+    }));
     assert_eq!(got.len(), 1, "{got:#?}");
-    let records = rsyslog.wait_for(Duration::from_secs(5), |r| !r.is_empty());
+    let records = our_records(rsyslog.wait_for(Duration::from_secs(5), |r| {
+        !our_records(r.to_vec()).is_empty()
+    }));
     assert_eq!(records.len(), 1, "{records:#?}");
-    assert_eq!(records[0]["msgid"], "test-watch");
     assert_eq!(records[0]["procid"], daemon.pid().to_string());
     assert_eq!(alert_of(&records[0])["file"]["path"], DAEMON_JSON);
 
@@ -73,12 +98,15 @@ fn daemon_delivers_to_file_and_syslog_and_reopens_on_sighup() {
     write_daemon_json();
     let got = wait_for_alerts(&alerts, Duration::from_secs(5), |a| !a.is_empty());
     assert_eq!(got.len(), 1, "the new file gets the next alert: {got:#?}");
+    assert_eq!(got[0]["rule"]["id"], "test-watch", "{got:#?}");
     assert_eq!(
-        read_alerts(&moved).len(),
+        ours(read_alerts(&moved)).len(),
         1,
         "nothing more in the moved file"
     );
-    let records = rsyslog.wait_for(Duration::from_secs(5), |r| r.len() >= 2);
+    let records = our_records(rsyslog.wait_for(Duration::from_secs(5), |r| {
+        our_records(r.to_vec()).len() >= 2
+    }));
     assert_eq!(
         records.len(),
         2,

@@ -18,6 +18,8 @@ pub enum Group {
     Host,
     /// 1.1.2: /etc/group.
     DockerGroup,
+    /// 4.5: the environment users' sessions get.
+    Environment,
     /// Audit enabled and 1.1.3-1.1.18: the kernel's audit state.
     Audit,
     /// Section 2: daemon.json, docker.service, /etc/default/docker.
@@ -29,9 +31,10 @@ pub enum Group {
 }
 
 impl Group {
-    pub const ALL: [Group; 6] = [
+    pub const ALL: [Group; 7] = [
         Group::Host,
         Group::DockerGroup,
+        Group::Environment,
         Group::Audit,
         Group::Daemon,
         Group::FileModes,
@@ -76,6 +79,7 @@ impl Baseline {
                 host_checks::apparmor(&self.host, out);
             }
             Group::DockerGroup => host_checks::docker_group(&self.host, &self.config, out),
+            Group::Environment => host_checks::content_trust(&self.host, out),
             Group::Audit => audit_checks::evaluate(&self.host, &self.config, out),
             Group::Daemon => daemon_checks::evaluate(&DaemonSettings::read(&self.host), out),
             Group::FileModes => {
@@ -99,6 +103,7 @@ impl Baseline {
         match group {
             Group::Host | Group::Audit => Vec::new(),
             Group::DockerGroup => vec![host.etc_group()],
+            Group::Environment => vec![host.etc_environment(), host.profile_d()],
             Group::Daemon => self.daemon_files(),
             Group::FileModes => {
                 let settings = DaemonSettings::read(host);

@@ -200,6 +200,27 @@ check!(
     Error,
     "Ensure that the containerd socket file permissions are set to 660 or more restrictively"
 );
+// Not CIS: the hardening baseline dockwatch watches asks that only root
+// run the docker CLI (744), on top of the socket's own mode.
+check!(
+    CLI_OWNER,
+    "docker-cli-owner",
+    false,
+    Warn,
+    Warning,
+    "Ensure that the docker CLI binary is owned by root:root"
+);
+check!(
+    CLI_MODE,
+    "docker-cli-mode",
+    false,
+    Warn,
+    Warning,
+    "Ensure that the docker CLI binary's permissions are set to 744 or more restrictively"
+);
+
+/// Where Debian, Ubuntu, RHEL and Docker's own packages install the CLI.
+const DOCKER_CLI: &str = "/usr/bin/docker";
 
 /// The group a file must belong to.
 #[derive(Clone, Copy)]
@@ -317,6 +338,13 @@ fn targets<'a>(
             &CONTAINERD_OWNER,
             &CONTAINERD_MODE,
             0o660,
+        ),
+        target(
+            "docker CLI",
+            Some(host.path(DOCKER_CLI)),
+            &CLI_OWNER,
+            &CLI_MODE,
+            0o744,
         ),
     ];
     let certs_d = host.certs_d();

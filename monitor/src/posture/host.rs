@@ -48,6 +48,16 @@ impl HostPaths {
         self.path("/etc/group")
     }
 
+    /// pam_env's file: every login session's environment.
+    pub fn etc_environment(&self) -> PathBuf {
+        self.path("/etc/environment")
+    }
+
+    /// What every login shell sources.
+    pub fn profile_d(&self) -> PathBuf {
+        self.path("/etc/profile.d")
+    }
+
     pub fn etc_passwd(&self) -> PathBuf {
         self.path("/etc/passwd")
     }

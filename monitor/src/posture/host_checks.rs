@@ -1,6 +1,7 @@
 //! Checks on the host itself: /var/lib/docker's filesystem (CIS 1.1.1), who
-//! can control Docker through the docker group (CIS 1.1.2), and whether the
-//! kernel enforces AppArmor at all.
+//! can control Docker through the docker group (CIS 1.1.2), whether the
+//! kernel enforces AppArmor at all, and whether users' sessions turn content
+//! trust on (CIS 4.5).
 
 use std::os::unix::fs::MetadataExt;
 
@@ -28,6 +29,14 @@ check!(
     Warn,
     Warning,
     "Ensure only trusted users are allowed to control Docker daemon"
+);
+check!(
+    CONTENT_TRUST,
+    "4.5",
+    true,
+    Warn,
+    Warning,
+    "Ensure Content trust for Docker is Enabled"
 );
 check!(
     APPARMOR,
@@ -155,4 +164,169 @@ pub fn apparmor(host: &HostPaths, out: &mut Vec<Finding>) {
         ),
     };
     out.push(finding);
+}
+
+/// The variable the docker CLI reads: content trust is the client's to
+/// enforce (it refuses unsigned images before asking the engine), so what
+/// counts is the environment users' sessions get, not dockerd's.
+const CONTENT_TRUST_VAR: &str = "DOCKER_CONTENT_TRUST";
+
+/// CIS 4.5: `DOCKER_CONTENT_TRUST=1` in `/etc/environment` (pam_env, every
+/// session) or a `/etc/profile.d/*.sh` (every login shell). The last
+/// setting read wins, in the order a login shell reads them; a user can
+/// still unset it, which is why it is a warning.
+pub fn content_trust(host: &HostPaths, out: &mut Vec<Finding>) {
+    let key = CONTENT_TRUST_VAR;
+    let mut files = vec![host.etc_environment()];
+    let mut unreadable = Vec::new();
+    match std::fs::read_dir(host.profile_d()) {
+        Ok(entries) => {
+            let mut scripts: Vec<_> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+                .collect();
+            scripts.sort();
+            files.extend(scripts);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => unreadable.push(format!("{}: {e}", host.profile_d().display())),
+    }
+    let mut setting = None;
+    for file in &files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => {
+                if let Some(value) = last_assignment(&text, CONTENT_TRUST_VAR) {
+                    setting = Some((value, file.clone()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => unreadable.push(format!("{}: {e}", file.display())),
+        }
+    }
+    let finding = match setting {
+        Some((value, file)) => CONTENT_TRUST
+            .verdict(
+                value == "1",
+                key,
+                json!(value),
+                format!("{CONTENT_TRUST_VAR}={value} in {}", file.display()),
+            )
+            .at(file),
+        None if unreadable.is_empty() => CONTENT_TRUST
+            .unmet(
+                key,
+                Value::Null,
+                format!(
+                    "{CONTENT_TRUST_VAR} is set neither in {} nor in {}/*.sh; \
+                     add `export {CONTENT_TRUST_VAR}=1` to one of them",
+                    host.etc_environment().display(),
+                    host.profile_d().display()
+                ),
+            )
+            .at(host.etc_environment()),
+        None => CONTENT_TRUST
+            .finding(
+                Status::Warn,
+                key,
+                Value::Null,
+                format!("cannot read {}", unreadable.join("; ")),
+            )
+            .undetermined(),
+    };
+    out.push(finding);
+}
+
+/// The value of the last `NAME=value` (or `export NAME=value`) line of a
+/// shell script or pam_env file, quotes removed.
+fn last_assignment(text: &str, name: &str) -> Option<String> {
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || !line.contains(name) {
+            continue;
+        }
+        let Some(words) = shlex::split(line) else {
+            continue;
+        };
+        let words = match words.first().map(String::as_str) {
+            Some("export") => &words[1..],
+            _ => &words[..],
+        };
+        for word in words {
+            if let Some(value) = word
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+            {
+                found = Some(value.to_string());
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(files: &[(&str, &str)]) -> Finding {
+        let root = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = root.path().join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let config = PostureConfig {
+            root: root.path().to_path_buf(),
+            ..PostureConfig::default()
+        };
+        let mut out = Vec::new();
+        content_trust(&HostPaths::new(&config), &mut out);
+        out.pop().unwrap()
+    }
+
+    #[test]
+    fn content_trust_set_by_a_profile_script_passes() {
+        let f = judged(&[
+            ("/etc/environment", "PATH=/usr/bin\n"),
+            (
+                "/etc/profile.d/docker.sh",
+                "# trust\nexport DOCKER_CONTENT_TRUST=\"1\"\n",
+            ),
+        ]);
+        assert_eq!(f.status, Status::Pass, "{f:?}");
+        assert!(f.evidence.contains("docker.sh"), "{}", f.evidence);
+    }
+
+    #[test]
+    fn content_trust_unset_or_zero_or_commented_is_a_warning() {
+        let f = judged(&[("/etc/environment", "PATH=/usr/bin\n")]);
+        assert_eq!(f.status, Status::Warn, "{f:?}");
+        assert!(
+            f.evidence.contains("export DOCKER_CONTENT_TRUST=1"),
+            "{}",
+            f.evidence
+        );
+        let f = judged(&[("/etc/environment", "# DOCKER_CONTENT_TRUST=1\n")]);
+        assert_eq!(f.status, Status::Warn, "{f:?}");
+        // The later profile script undoes pam_env's setting.
+        let f = judged(&[
+            ("/etc/environment", "DOCKER_CONTENT_TRUST=1\n"),
+            (
+                "/etc/profile.d/zz-dev.sh",
+                "export DOCKER_CONTENT_TRUST=0\n",
+            ),
+        ]);
+        assert_eq!(f.status, Status::Warn, "{f:?}");
+        assert_eq!(f.value, json!("0"));
+    }
+
+    #[test]
+    fn only_sh_scripts_of_profile_d_count() {
+        let f = judged(&[(
+            "/etc/profile.d/docker.csh",
+            "setenv DOCKER_CONTENT_TRUST=1\n",
+        )]);
+        assert_eq!(f.status, Status::Warn, "{f:?}");
+    }
 }

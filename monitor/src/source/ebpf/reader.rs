@@ -19,7 +19,7 @@ use bytes::Bytes;
 use super::decode;
 use super::loader::KernelWatches;
 use super::watches::WatchSet;
-use crate::event::{Action, Detail, Event, Source};
+use crate::event::{Action, Detail, Event, FileRef, Source};
 use crate::rules::Watch;
 use crate::source::EventSender;
 
@@ -190,11 +190,20 @@ fn is_structural(event: &Event) -> bool {
 /// rules spell them. Most records were judged exactly by the kernel; this
 /// settles the few it passed on unjudged (`..` in a path, a relative path
 /// from above a watch, a creation beside a watch that does not exist yet).
+///
+/// When the kernel's path differs from the watched name (the watched name
+/// is a symlink, or leads through one: `/var/run` → `/run`), an action on
+/// one file keeps the kernel's path as its target (`file.target_path`, as
+/// ECS has it for symlinks): an attacker who made `daemon.json` a link to a
+/// file of theirs and edits that file, or who writes it through a hard
+/// link, is reported under both names.
 fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
+    let one_file = event.target.is_none();
     let mut watched = false;
-    for file in [event.file.as_mut(), event.target.as_mut()]
+    let mut reached = None;
+    for (is_target, file) in [(false, event.file.as_mut()), (true, event.target.as_mut())]
         .into_iter()
-        .flatten()
+        .filter_map(|(is_target, file)| Some((is_target, file?)))
     {
         let path = Path::new(OsStr::from_bytes(&file.path));
         let spelled = set.classify(path).or_else(|| {
@@ -206,11 +215,38 @@ fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
         if let Some(spelled) = spelled {
             watched = true;
             if spelled != path {
-                file.path = Bytes::from(spelled.into_os_string().into_vec());
+                let kernel_path = std::mem::replace(
+                    &mut file.path,
+                    Bytes::from(spelled.into_os_string().into_vec()),
+                );
+                if !is_target && one_file && file_is_reached_through_a_link(event.action) {
+                    reached = Some(FileRef {
+                        path: kernel_path,
+                        ..file.clone()
+                    });
+                }
             }
         }
     }
+    if reached.is_some() {
+        event.target = reached;
+    }
     watched
+}
+
+/// Actions on the content or attributes of an existing file, whose kernel
+/// path can be a symlink's target or another hard link's name. (Names made
+/// or removed are the names themselves.)
+fn file_is_reached_through_a_link(action: Action) -> bool {
+    matches!(
+        action,
+        Action::OpenWrite
+            | Action::Write
+            | Action::Truncate
+            | Action::Chmod
+            | Action::Chown
+            | Action::Setxattr
+    )
 }
 
 fn decode_item(item: &[u8]) -> Option<Event> {
