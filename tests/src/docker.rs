@@ -104,6 +104,11 @@ impl Engine {
             .expect("run docker (apt-get install docker.io, or `cargo xtask setup`)")
     }
 
+    /// The running dockerd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("dockerd runs").id()
+    }
+
     /// dockerd's own log (its stderr), for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()

@@ -64,3 +64,29 @@ fn risky_containers_are_findings_and_a_hardened_one_is_none() {
     let (_, stdout, _) = run_cli(["check", "--json"]);
     assert!(stdout.contains("dw-plain ("), "{stdout}");
 }
+
+/// CIS 1.1.3 judges the engine that runs, found through /proc: Debian's
+/// docker.io runs /usr/sbin/dockerd, where no /usr/bin/dockerd exists.
+#[test]
+fn the_audit_watch_check_names_the_running_engine() {
+    let _lock = machine_lock();
+    let engine = Engine::start();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", engine.pid())).expect("dockerd's exe");
+    let (_code, stdout, stderr) = run_cli(["check", "--json"]);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("check --json printed no JSON ({e}): {stdout}\n{stderr}"));
+    let found: Vec<&Value> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["id"] == "1.1.3")
+        .collect();
+    assert_eq!(found.len(), 1, "{report:#}");
+    let evidence = found[0]["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains(&exe.display().to_string()),
+        "1.1.3 names {}: {:#}",
+        exe.display(),
+        found[0]
+    );
+}

@@ -3,6 +3,7 @@
 //! from `auditctl -s` and `auditctl -l`, i.e. what the kernel has loaded,
 //! not what a rules file says.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -220,11 +221,19 @@ fn watched_paths(host: &HostPaths, config: &PostureConfig) -> Vec<(&'static Chec
     let bins = |name: &str| {
         vec![
             host.path(format!("/usr/bin/{name}")),
+            host.path(format!("/usr/sbin/{name}")),
             host.path(format!("/usr/local/bin/{name}")),
         ]
     };
+    // The engine that runs is the one to watch: Debian installs it in
+    // /usr/sbin, others in /usr/bin, a hand install anywhere, and a stale
+    // copy elsewhere that happens to be watched proves nothing.
+    let dockerd = match host.is_live().then(running_dockerd).flatten() {
+        Some(exe) => vec![exe],
+        None => bins("dockerd"),
+    };
     vec![
-        (&DOCKERD, bins("dockerd")),
+        (&DOCKERD, dockerd),
         (&RUN_CONTAINERD, one("/run/containerd")),
         (&VAR_LIB_DOCKER, one("/var/lib/docker")),
         (&ETC_DOCKER, one("/etc/docker")),
@@ -248,6 +257,25 @@ fn watched_paths(host: &HostPaths, config: &PostureConfig) -> Vec<(&'static Chec
             ],
         ),
     ]
+}
+
+/// The executable of a running `dockerd`, from `/proc/PID/exe` (an engine
+/// upgraded under it shows as ` (deleted)`, which is cut off: the new
+/// binary at that path is what the next start runs).
+fn running_dockerd() -> Option<PathBuf> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().as_bytes().iter().all(u8::is_ascii_digit))
+        .find(|e| std::fs::read(e.path().join("comm")).is_ok_and(|c| c == b"dockerd\n"))
+        .and_then(|e| std::fs::read_link(e.path().join("exe")).ok())
+        .map(|exe| {
+            let text = exe.as_os_str().as_bytes();
+            match text.strip_suffix(b" (deleted)") {
+                Some(kept) => PathBuf::from(std::ffi::OsStr::from_bytes(kept)),
+                None => exe,
+            }
+        })
 }
 
 pub fn evaluate(host: &HostPaths, config: &PostureConfig, out: &mut Vec<Finding>) {
@@ -366,5 +394,37 @@ mod tests {
         assert_eq!(unlocked.status, Status::Warn);
         assert!(unlocked.evidence.contains("-e 2"), "{}", unlocked.evidence);
         assert_eq!(locked_finding("enabled 2\n").status, Status::Pass);
+    }
+
+    /// Debian's docker.io installs the engine in /usr/sbin: a watch there
+    /// passes 1.1.3, and none fails it (it is not "not installed").
+    #[test]
+    fn dockerd_in_usr_sbin_is_the_one_judged() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/sbin")).unwrap();
+        std::fs::write(root.path().join("usr/sbin/dockerd"), "").unwrap();
+        let config = PostureConfig {
+            root: root.path().to_path_buf(),
+            ..PostureConfig::default()
+        };
+        let host = HostPaths::new(&config);
+        let sbin = root.path().join("usr/sbin/dockerd");
+        let judged = |rules: &str| {
+            let mut out = Vec::new();
+            let state = AuditState::parse("enabled 1\n", rules);
+            evaluate_state(&host, &config, Ok(state), &mut out);
+            out.into_iter()
+                .find(|f| f.check.id == "1.1.3")
+                .expect("a 1.1.3 finding")
+        };
+        let unwatched = judged("No rules\n");
+        assert_eq!(unwatched.status, Status::Warn, "{unwatched:?}");
+        assert!(
+            unwatched.evidence.contains("usr/sbin/dockerd"),
+            "{}",
+            unwatched.evidence
+        );
+        let watched = judged(&format!("-w {} -p wa -k docker\n", sbin.display()));
+        assert_eq!(watched.status, Status::Pass, "{watched:?}");
     }
 }

@@ -25,6 +25,12 @@ impl HostPaths {
         }
     }
 
+    /// The running host itself (root `/`), whose processes are this
+    /// machine's: not an image mounted elsewhere.
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
     /// `path` (absolute, as on the host) under the configured root.
     pub fn path(&self, path: impl AsRef<Path>) -> PathBuf {
         let path = path.as_ref();
