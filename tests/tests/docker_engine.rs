@@ -90,3 +90,47 @@ fn the_audit_watch_check_names_the_running_engine() {
         found[0]
     );
 }
+
+/// CIS 1.2.2 from the engine itself: the version it reports on its socket,
+/// against `posture.min_engine_version`, both ways.
+#[test]
+fn the_engine_version_is_judged_against_the_configured_minimum() {
+    let _lock = machine_lock();
+    let engine = Engine::start();
+    let reported = engine.docker(&["version", "--format", "{{.Server.Version}}"]);
+    let reported = reported.trim();
+    let dir = tempfile::tempdir().unwrap();
+    let judged = |minimum: &str| -> Value {
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("[posture]\nmin_engine_version = \"{minimum}\"\n"),
+        )
+        .unwrap();
+        let (_code, stdout, stderr) =
+            run_cli(["check", "--json", "--config", config.to_str().unwrap()]);
+        let report: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("check --json printed no JSON ({e}): {stdout}\n{stderr}"));
+        let found: Vec<Value> = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["id"] == "1.2.2")
+            .cloned()
+            .collect();
+        assert_eq!(found.len(), 1, "{report:#}");
+        found[0].clone()
+    };
+    let old_enough = judged("1.0.0");
+    assert_eq!(old_enough["status"], "pass", "{old_enough:#}");
+    assert_eq!(old_enough["value"], reported, "{old_enough:#}");
+    let too_old = judged("999.0.0");
+    assert_eq!(too_old["status"], "warn", "{too_old:#}");
+    assert!(
+        too_old["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("older than posture.min_engine_version 999.0.0"),
+        "{too_old:#}"
+    );
+}

@@ -8,7 +8,9 @@ use super::containers::DeviceAllowList;
 use super::daemon_settings::DaemonSettings;
 use super::finding::Finding;
 use super::host::HostPaths;
-use super::{audit_checks, containers, daemon_checks, file_modes, host_checks, PostureConfig};
+use super::{
+    audit_checks, containers, daemon_checks, engine_version, file_modes, host_checks, PostureConfig,
+};
 
 /// Checks evaluated together because they read the same inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,6 +22,9 @@ pub enum Group {
     DockerGroup,
     /// 4.5: the environment users' sessions get.
     Environment,
+    /// 1.2.2: the running engine's version, asked on its socket; the
+    /// periodic re-check sees an upgrade.
+    Engine,
     /// Audit enabled and 1.1.3-1.1.18: the kernel's audit state.
     Audit,
     /// Section 2: daemon.json, docker.service, /etc/default/docker.
@@ -31,8 +36,9 @@ pub enum Group {
 }
 
 impl Group {
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Host,
+        Group::Engine,
         Group::DockerGroup,
         Group::Environment,
         Group::Audit,
@@ -80,6 +86,7 @@ impl Baseline {
             }
             Group::DockerGroup => host_checks::docker_group(&self.host, &self.config, out),
             Group::Environment => host_checks::content_trust(&self.host, out),
+            Group::Engine => engine_version::evaluate(&self.host, &self.config, out),
             Group::Audit => audit_checks::evaluate(&self.host, &self.config, out),
             Group::Daemon => daemon_checks::evaluate(&DaemonSettings::read(&self.host), out),
             Group::FileModes => {
@@ -101,7 +108,7 @@ impl Baseline {
     pub fn dependencies(&self, group: Group) -> Vec<PathBuf> {
         let host = &self.host;
         match group {
-            Group::Host | Group::Audit => Vec::new(),
+            Group::Host | Group::Audit | Group::Engine => Vec::new(),
             Group::DockerGroup => vec![host.etc_group()],
             Group::Environment => vec![host.etc_environment(), host.profile_d()],
             Group::Daemon => self.daemon_files(),

@@ -213,7 +213,7 @@ async fn follow(socket: PathBuf, tx: EventSender, names: ContainerNames) {
 
 /// A client for the engine at `socket` that has answered, speaking the
 /// engine's API version (Debian's dockerd is older than bollard's default).
-async fn connect(socket: &str) -> Result<Docker, bollard::errors::Error> {
+pub(crate) async fn connect(socket: &str) -> Result<Docker, bollard::errors::Error> {
     let docker = Docker::connect_with_unix(socket, REQUEST_TIMEOUT, bollard::API_DEFAULT_VERSION)?;
     let docker = docker.negotiate_version().await?;
     docker.ping().await?;
