@@ -131,6 +131,15 @@ async fn run_async(
     } else {
         None
     };
+    if let (Some(ebpf), false) = (&ebpf, started.contains(&"audit")) {
+        if !ebpf.sees_32bit_calls() {
+            tracing::warn!(
+                "the eBPF syscall tracepoints do not see 32-bit system calls (int 0x80, -m32 \
+                 binaries): such a process can change watched files unseen; enable \
+                 [sources.audit] to cover them"
+            );
+        }
+    }
     let mounts = if config.sources.mounts.enabled {
         match MountsSource::start(&config.sources.mounts, &watches, tx.clone()) {
             Ok(source) => Some(source),

@@ -69,6 +69,9 @@ pub struct EbpfSource {
     /// New watch lists for the reader, which owns the kernel's watch maps.
     rewatch: tokio::sync::mpsc::UnboundedSender<reader::Rewatch>,
     hooks: String,
+    /// Whether 32-bit system calls reach the probes (see
+    /// [`EbpfSource::sees_32bit_calls`]).
+    sees_32bit_calls: bool,
 }
 
 impl EbpfSource {
@@ -114,18 +117,29 @@ impl EbpfSource {
             tokio::spawn(reader::report_losses(counters, tx, stats.clone())),
         ];
         let hooks = probes.attachment().describe();
+        let sees_32bit_calls = probes.attachment().hooks == Hooks::Inode;
         Ok(EbpfSource {
             _probes: probes,
             tasks,
             stats,
             rewatch,
             hooks,
+            sees_32bit_calls,
         })
     }
 
     /// The hook set attached, as the start-up log describes it.
     pub fn hooks(&self) -> &str {
         &self.hooks
+    }
+
+    /// The syscall tracepoints fire for 64-bit calls only: the kernel's
+    /// syscall trace events skip a 32-bit task's (`int 0x80`, a `-m32`
+    /// binary), so with that hook set such a process writes watched files
+    /// unseen (tests/tests/compat_32bit.rs shows it). The inode hooks see the
+    /// change itself, whatever table the call came through.
+    pub fn sees_32bit_calls(&self) -> bool {
+        self.sees_32bit_calls
     }
 
     /// Brings the kernel's watch set in step with `watches` (a reload).
