@@ -189,6 +189,7 @@ async fn run_async(
     if let Some(docker) = &docker {
         pipeline = pipeline.naming(docker.names());
     }
+    pipeline.respell(&watches);
     let (_control, mut calls) = Control::start(&config.control).await;
     let mut heartbeat = (config.control.heartbeat_secs > 0).then(|| {
         let every = std::time::Duration::from_secs(config.control.heartbeat_secs);
@@ -307,6 +308,7 @@ async fn run_async(
         if pending.as_ref().is_some_and(Pending::ready) {
             if let Some(ready) = pending.take() {
                 let watches = reloader.apply(ready, &mut pipeline, &mut counters);
+                pipeline.respell(&watches);
                 if let Some(mounts) = &mounts {
                     mounts.rewatch(&watches);
                 }

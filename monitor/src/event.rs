@@ -152,6 +152,22 @@ impl Action {
     /// Changes to a file's attributes: auditd's `-p a`.
     pub const ATTR_CLASS: &'static [Action] = &[Action::Chmod, Action::Chown, Action::Setxattr];
 
+    /// A change to the content or attributes of one existing file, which
+    /// the process may have reached by a name other than the watched one
+    /// (a symlink, `/var/run` for `/run`, a hard link); names made or
+    /// removed are not, they are the names themselves.
+    pub fn changes_one_existing_file(self) -> bool {
+        matches!(
+            self,
+            Action::OpenWrite
+                | Action::Write
+                | Action::Truncate
+                | Action::Chmod
+                | Action::Chown
+                | Action::Setxattr
+        )
+    }
+
     /// Whether this action can change a file (either class above).
     pub fn changes_files(self) -> bool {
         Action::WRITE_CLASS.contains(&self) || Action::ATTR_CLASS.contains(&self)

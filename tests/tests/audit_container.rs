@@ -1,14 +1,15 @@
-//! Audit events from processes in containers, on a real Docker engine and
-//! a real auditd, with the eBPF source off (audit-only hosts: kernels
-//! without BTF): a container writing a watched host file through a bind
-//! mount is one alert naming the host path and the container's id, also
-//! when the writer has exited by the time dockwatch reads the event.
+//! Processes in containers, on a real Docker engine and a real auditd,
+//! with the eBPF source off (audit-only hosts: kernels without BTF) and on:
+//! a container writing a watched host file through a bind mount, or
+//! chmodding docker.sock through a bind of `/`, is one alert naming the
+//! host path and the container's id, also when the writer has exited by
+//! the time dockwatch reads the event.
 
 use std::process::Command;
 use std::time::Duration;
 
 use dockwatch_tests::auditd::Auditd;
-use dockwatch_tests::docker::{Engine, IMAGE};
+use dockwatch_tests::docker::{Engine, IMAGE, SOCKET};
 use dockwatch_tests::layout::Layout;
 use dockwatch_tests::{machine_lock, read_alerts, wait_for_alerts, Monitored};
 use serde_json::Value;
@@ -21,6 +22,11 @@ const RULES: &str = "rules:
     severity: warning
     paths: [/etc/docker]
     actions: [open_write, write, truncate, rename, unlink, create, chmod, chown]
+  - id: docker-sock-chmod
+    name: docker.sock permissions changed
+    severity: critical
+    paths: [/var/run/docker.sock]
+    actions: [chmod, chown]
 ";
 
 fn alerts_on<'a>(alerts: &'a [Value], path: &str) -> Vec<&'a Value> {
@@ -41,11 +47,34 @@ struct Scene {
 
 impl Scene {
     fn start() -> Scene {
+        Scene::start_with(Sources::AuditOnly)
+    }
+
+    fn start_with(sources: Sources) -> Scene {
         let engine = Engine::start();
         let mut layout = Layout::new();
         layout.file(DAEMON_JSON, "{}\n");
-        let auditd = Auditd::start("RAW", &["-w /etc/docker -p wa -k docker"]);
-        let run = Monitored::start_on_audit_log(RULES, &auditd.log_path());
+        let auditd = Auditd::start(
+            "RAW",
+            &[
+                "-w /etc/docker -p wa -k docker",
+                "-w /run/docker.sock -p wa -k docker",
+            ],
+        );
+        let run = match sources {
+            Sources::AuditOnly => Monitored::start_on_audit_log(RULES, &auditd.log_path()),
+            Sources::EbpfOnly => Monitored::start(
+                RULES,
+                "[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n",
+            ),
+            Sources::Both => Monitored::start(
+                RULES,
+                &format!(
+                    "[posture]\nenabled = false\n[sources.audit]\nlog = {:?}\n",
+                    auditd.log_path()
+                ),
+            ),
+        };
         Scene {
             engine,
             layout,
@@ -53,6 +82,16 @@ impl Scene {
             run,
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    AuditOnly,
+    /// The eBPF probes alone (audit off).
+    EbpfOnly,
+    /// Audit and the eBPF probes: their sightings of one action are one
+    /// alert.
+    Both,
 }
 
 /// `docker run -d -v VOLUME IMAGE sh -c SCRIPT` named `name`: the
@@ -189,6 +228,171 @@ fn a_short_lived_process_in_a_container_writing_through_a_bind_of_root_is_named_
 
     engine.docker(&["rm", "-f", &id]);
     drop(run);
+    drop(auditd);
+    drop(layout);
+    drop(engine);
+}
+
+/// The bind-mount write with both sources: eBPF and audit see the one
+/// write, and it is one alert with the host path and the container.
+#[test]
+fn with_ebpf_on_too_a_container_write_through_a_bind_mount_is_still_one_alert() {
+    let _lock = machine_lock();
+    let Scene {
+        engine,
+        layout,
+        auditd,
+        run,
+    } = Scene::start_with(Sources::Both);
+    let (id, host_pid) = start_writer(
+        &engine,
+        "dw-bind-writer-both",
+        "/etc/docker:/x",
+        "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
+    );
+    wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
+        !alerts_on(a, DAEMON_JSON).is_empty()
+    });
+    let (mut daemon, alerts_file, _dir) = run.into_parts();
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_for_log("eBPF source stopped", Duration::from_secs(15));
+    let log = daemon.log();
+    assert!(daemon.stop().success());
+    let alerts = read_alerts(&alerts_file);
+    let ours = alerts_on(&alerts, DAEMON_JSON);
+    assert_eq!(ours.len(), 1, "{alerts:#?}");
+    let alert = ours[0];
+    assert_eq!(alert["process"]["pid"], host_pid, "{alert:#}");
+    assert_eq!(alert["container"]["id"], id.as_str(), "{alert:#}");
+    assert_eq!(alert["rule"]["id"], "docker-config-write", "{alert:#}");
+    // Both saw it: whichever came second was folded into the one alert
+    // (which names both sources only when they arrived within the hold).
+    let received = log
+        .iter()
+        .find_map(|l| {
+            l.contains("eBPF source stopped")
+                .then(|| {
+                    l.split("received=")
+                        .nth(1)?
+                        .split(' ')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .flatten()
+        })
+        .unwrap_or(0);
+    assert!(received >= 1, "the probes saw the write: {log:#?}");
+    assert!(
+        alerts_on(&alerts, "/x/daemon.json").is_empty(),
+        "{alerts:#?}"
+    );
+    engine.docker(&["rm", "-f", &id]);
+    drop(auditd);
+    drop(layout);
+    drop(engine);
+}
+
+/// `chmod 666` of docker.sock from a container that bind-mounts `/`: the
+/// host's socket opened to every user, by a process the host sees only as
+/// the container's. One alert, the host path, the container; with audit
+/// alone and with both sources.
+fn chmod_of_docker_sock_through_a_bind_of_root(sources: Sources) {
+    let _lock = machine_lock();
+    let Scene {
+        engine,
+        layout,
+        auditd,
+        run,
+    } = Scene::start_with(sources);
+    let (id, host_pid) = start_writer(
+        &engine,
+        "dw-sock-chmod",
+        "/:/host",
+        "chmod 666 /host/run/docker.sock; exec sleep 600",
+    );
+    wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
+        a.iter().any(|a| a["rule"]["id"] == "docker-sock-chmod")
+    });
+    let (daemon, alerts_file, _dir) = run.into_parts();
+    assert!(daemon.stop().success());
+    let alerts = read_alerts(&alerts_file);
+    let mode = std::fs::metadata(SOCKET).unwrap().permissions();
+    let ours: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule"]["id"] == "docker-sock-chmod")
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "{alerts:#?}\naudit.log:\n{}",
+        std::fs::read_to_string(auditd.log_path()).unwrap_or_default()
+    );
+    let alert = ours[0];
+    assert_eq!(alert["event"]["action"], "chmod", "{alert:#}");
+    assert_eq!(alert["file"]["path"], SOCKET, "{alert:#}");
+    // The shell forks chmod: the writer is the container's first process's
+    // child.
+    assert_eq!(alert["process"]["parent"]["pid"], host_pid, "{alert:#}");
+    assert_eq!(alert["container"]["id"], id.as_str(), "{alert:#}");
+    if sources == Sources::Both {
+        let providers = alert["event"]["provider"].as_array().unwrap();
+        assert!(providers.iter().any(|p| p == "ebpf"), "{alert:#}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.mode() & 0o777, 0o666, "the container did chmod it");
+    engine.docker(&["rm", "-f", &id]);
+    drop(auditd);
+    drop(layout);
+    drop(engine);
+}
+
+#[test]
+fn chmod_of_docker_sock_through_a_bind_of_root_with_audit_alone() {
+    chmod_of_docker_sock_through_a_bind_of_root(Sources::AuditOnly);
+}
+
+#[test]
+fn chmod_of_docker_sock_through_a_bind_of_root_with_both_sources() {
+    chmod_of_docker_sock_through_a_bind_of_root(Sources::Both);
+}
+
+/// The probes alone: the kernel matched the host file by inode, the
+/// process named it by the container's path; the alert names the host
+/// path, keeps the container's as the target, and the container.
+#[test]
+fn with_ebpf_alone_a_container_write_through_a_bind_mount_names_the_host_path() {
+    let _lock = machine_lock();
+    let Scene {
+        engine,
+        layout,
+        auditd,
+        run,
+    } = Scene::start_with(Sources::EbpfOnly);
+    let (id, host_pid) = start_writer(
+        &engine,
+        "dw-bind-writer-ebpf",
+        "/etc/docker:/x",
+        "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
+    );
+    wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
+        !alerts_on(a, DAEMON_JSON).is_empty()
+    });
+    let (daemon, alerts_file, _dir) = run.into_parts();
+    assert!(daemon.stop().success());
+    let alerts = read_alerts(&alerts_file);
+    let ours = alerts_on(&alerts, DAEMON_JSON);
+    assert_eq!(ours.len(), 1, "{alerts:#?}");
+    let alert = ours[0];
+    assert_eq!(
+        alert["event"]["provider"],
+        serde_json::json!(["ebpf"]),
+        "{alert:#}"
+    );
+    assert_eq!(alert["process"]["pid"], host_pid, "{alert:#}");
+    assert_eq!(alert["container"]["id"], id.as_str(), "{alert:#}");
+    assert_eq!(alert["file"]["target_path"], "/x/daemon.json", "{alert:#}");
+    engine.docker(&["rm", "-f", &id]);
     drop(auditd);
     drop(layout);
     drop(engine);

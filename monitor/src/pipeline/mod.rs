@@ -1,5 +1,6 @@
-//! Event → matched rules → [`Alert`], with engine actions first attributed
-//! to the client that asked ([`attribute`]), then the two stages that keep alerts
+//! Event → matched rules → [`Alert`], with live audit paths first given the
+//! rules' spelling ([`spelling`]) and engine actions attributed to the
+//! client that asked ([`attribute`]), then the two stages that keep alerts
 //! few and whole: correlation of the same action seen by both sources
 //! ([`correlate`]) and flood aggregation ([`flood`]).
 //!
@@ -11,6 +12,7 @@ mod attribute;
 mod correlate;
 mod flood;
 mod own_reports;
+mod spelling;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,13 +22,14 @@ use serde::Deserialize;
 use crate::alert::Alert;
 use crate::alert::RuleRef;
 use crate::event::{Action, Event};
-use crate::rules::RuleSet;
+use crate::rules::{RuleSet, Watch};
 use crate::source::docker::ContainerNames;
 
 use attribute::Attribution;
 use correlate::Correlator;
 use flood::FloodControl;
 use own_reports::OwnReports;
+use spelling::Spelling;
 
 /// The `[pipeline]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +86,8 @@ pub struct Pipeline {
     attribution: Attribution,
     /// Names and images of containers, from the docker source.
     names: Option<ContainerNames>,
+    /// The rules' spelling of watched paths audit names otherwise.
+    spelling: Spelling,
 }
 
 impl Pipeline {
@@ -106,6 +111,7 @@ impl Pipeline {
             own_pid: std::process::id(),
             attribution: Attribution::new(std::path::Path::new("/var/run/docker.sock")),
             names: None,
+            spelling: Spelling::default(),
         }
     }
 
@@ -137,17 +143,26 @@ impl Pipeline {
         self
     }
 
+    /// Gives audit events the watched paths' spelling (`/var/run/docker.sock`
+    /// where the kernel logged `/run/docker.sock`) for these watches: at
+    /// start and after each reload of a live run.
+    pub fn respell(&mut self, watches: &[Watch]) {
+        self.spelling = Spelling::of(watches);
+    }
+
     /// Names the container of events from processes in one.
     pub fn naming(mut self, names: ContainerNames) -> Pipeline {
         self.names = Some(names);
         self
     }
 
-    /// Gives an engine event the client process that asked for it (and
-    /// notes clients' connects), and an event from a process in a
-    /// container that container's name and image. Called for every event
-    /// before anything else sees it, so that posture's reports have both.
+    /// Gives an audit event the rules' spelling of its paths, an engine
+    /// event the client process that asked for it (and notes clients'
+    /// connects), and an event from a process in a container that
+    /// container's name and image. Called for every live event before
+    /// anything else sees it, so that posture's reports have all three.
     pub fn attribute(&mut self, event: &mut Event, now: Instant) {
+        self.spelling.apply(event);
         self.attribution.apply(event, now);
         if let Some(names) = &self.names {
             attribute::name_container(event, names);

@@ -40,6 +40,29 @@ pub struct Watch {
     pub key: String,
 }
 
+/// `path` with symlinks resolved as far as it exists; the missing tail is
+/// kept as written.
+pub fn resolve_path(path: &Path) -> PathBuf {
+    let mut tail = Vec::new();
+    let mut cur = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(cur) {
+            let mut out = real;
+            for part in tail.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 /// Whether `path` is `dir` or lies below it, by whole components (so
 /// `/etc/dockerx` is not below `/etc/docker`): what a watch on `dir` covers.
 pub fn path_is_at_or_below(path: &[u8], dir: &[u8]) -> bool {

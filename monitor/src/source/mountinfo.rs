@@ -1,6 +1,8 @@
 //! Reading `/proc/PID/mountinfo` (proc(5)), for the sources that need the
 //! mount table: the eBPF source to turn a file system's own path into the
-//! path users know, the mounts source to see mounts come and go.
+//! path users know, the mounts source to see mounts come and go, and both
+//! file sources to turn a path a container sees through a bind mount into
+//! the host's ([`host_path`]).
 
 /// One line of mountinfo: the fields dockwatch uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,53 @@ pub fn entry(line: &[u8]) -> Option<MountEntry> {
         fstype,
         source,
     })
+}
+
+/// The host path of `path` as seen by a process with mount table
+/// `inside`, given the host's mount table `host`; `None` when the path is
+/// in the container's own root file system or its file system is not
+/// mounted on the host.
+pub fn host_path(path: &[u8], inside: &[MountEntry], host: &[MountEntry]) -> Option<Vec<u8>> {
+    // The last mount wins among equal mount points: it is the one on top.
+    let (mount, rest) = inside
+        .iter()
+        .filter_map(|m| under(path, &m.point).map(|rest| (m, rest)))
+        .max_by_key(|(m, _)| if m.point == b"/" { 0 } else { m.point.len() })?;
+    if mount.point == b"/" || mount.fstype == "overlay" || mount.dev.is_none() {
+        return None;
+    }
+    let in_fs = join(&mount.root, rest);
+    // On the host, the mount of the same file system whose root holds the
+    // path most closely (a plain mount of the whole file system usually);
+    // among those, the shortest mount point, not some later bind of it.
+    let (host_mount, host_rest) = host
+        .iter()
+        .filter(|m| m.dev == mount.dev)
+        .filter_map(|m| under(&in_fs, &m.root).map(|rest| (m, rest)))
+        .max_by_key(|(m, _)| (m.root.len(), std::cmp::Reverse(m.point.len())))?;
+    Some(join(&host_mount.point, host_rest))
+}
+
+/// `rest` when `path` is `prefix` or lies under it (`/x` holds `/x/y`,
+/// not `/xy`), as the part after the prefix, starting with `/` or empty.
+fn under<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    if prefix == b"/" {
+        return path.starts_with(b"/").then_some(path);
+    }
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
+}
+
+fn join(base: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut out = base.to_vec();
+    if out.ends_with(b"/") && rest.starts_with(b"/") {
+        out.pop();
+    }
+    out.extend_from_slice(rest);
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 /// `major:minor` as the kernel's `MKDEV`.

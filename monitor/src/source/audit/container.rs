@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::event::{Event, FileRef, Source};
+use crate::source::mountinfo::{self, host_path, MountEntry};
 
 /// Processes remembered; the cache is cleared when it reaches this.
 const CACHE: usize = 4096;
@@ -73,123 +74,12 @@ fn is_id(s: &[u8]) -> bool {
     s.len() == 64 && s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// One line of a mount table, the parts we need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// `major:minor` of the mounted file system.
-    pub dev: Vec<u8>,
-    /// The directory of that file system mounted here (`/etc/docker` for a
-    /// bind mount of it, `/` for a whole file system).
-    pub root: Vec<u8>,
-    pub mount_point: Vec<u8>,
-    pub fs_type: Vec<u8>,
-}
-
-/// Parses `/proc/PID/mountinfo` (proc(5)); malformed lines are skipped.
-pub fn parse_mountinfo(text: &[u8]) -> Vec<Mount> {
-    let mut mounts = Vec::new();
-    for line in text.split(|&b| b == b'\n') {
-        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-        // id parent major:minor root mount-point options [optional...] - type source super
-        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
-            continue;
-        };
-        if dash < 6 || fields.len() < dash + 2 {
-            continue;
-        }
-        mounts.push(Mount {
-            dev: fields[2].to_vec(),
-            root: unescape_octal(fields[3]),
-            mount_point: unescape_octal(fields[4]),
-            fs_type: fields[dash + 1].to_vec(),
-        });
-    }
-    mounts
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\NNN`.
-fn unescape_octal(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\' && i + 3 < s.len() {
-            let digits = &s[i + 1..i + 4];
-            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                let v = digits
-                    .iter()
-                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-                if v <= 0xff {
-                    out.push(v as u8);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(s[i]);
-        i += 1;
-    }
-    out
-}
-
-/// `rest` when `path` is `prefix` or lies under it (`/x` holds `/x/y`,
-/// not `/xy`), as the part after the prefix, starting with `/` or empty.
-fn under<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    if prefix == b"/" {
-        return path.starts_with(b"/").then_some(path);
-    }
-    let rest = path.strip_prefix(prefix)?;
-    (rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
-}
-
-fn join(base: &[u8], rest: &[u8]) -> Vec<u8> {
-    let mut out = base.to_vec();
-    if out.ends_with(b"/") && rest.starts_with(b"/") {
-        out.pop();
-    }
-    out.extend_from_slice(rest);
-    if out.is_empty() {
-        out.push(b'/');
-    }
-    out
-}
-
-/// The host path of `path` as seen by a process with mount table
-/// `inside`, given the host's mount table `host`; `None` when the path is
-/// in the container's own root file system or its file system is not
-/// mounted on the host.
-pub fn host_path(path: &[u8], inside: &[Mount], host: &[Mount]) -> Option<Vec<u8>> {
-    // The last mount wins among equal mount points: it is the one on top.
-    let (mount, rest) = inside
-        .iter()
-        .filter_map(|m| under(path, &m.mount_point).map(|rest| (m, rest)))
-        .max_by_key(|(m, _)| {
-            if m.mount_point == b"/" {
-                0
-            } else {
-                m.mount_point.len()
-            }
-        })?;
-    if mount.mount_point == b"/" || mount.fs_type == b"overlay" {
-        return None;
-    }
-    let in_fs = join(&mount.root, rest);
-    // On the host, the mount of the same file system whose root holds the
-    // path most closely (a plain mount of the whole file system usually);
-    // among those, the shortest mount point, not some later bind of it.
-    let (host_mount, host_rest) = host
-        .iter()
-        .filter(|m| m.dev == mount.dev)
-        .filter_map(|m| under(&in_fs, &m.root).map(|rest| (m, rest)))
-        .max_by_key(|(m, _)| (m.root.len(), std::cmp::Reverse(m.mount_point.len())))?;
-    Some(join(&host_mount.mount_point, host_rest))
-}
-
 /// What was learnt about one process.
 #[derive(Clone, Default)]
 struct Known {
     container: Option<String>,
     /// The process's mount table, when it is in a container.
-    mounts: Option<std::sync::Arc<Vec<Mount>>>,
+    mounts: Option<std::sync::Arc<Vec<MountEntry>>>,
 }
 
 /// Live-event enrichment with container id and host paths.
@@ -200,7 +90,7 @@ pub struct Containers {
     /// into wall-clock time.
     boot: Option<SystemTime>,
     ticks: u64,
-    host_mounts: Vec<Mount>,
+    host_mounts: Vec<MountEntry>,
     host_mounts_read: Option<std::time::Instant>,
 }
 
@@ -263,7 +153,7 @@ impl Containers {
         }
     }
 
-    fn to_host(&self, file: &mut FileRef, inside: &[Mount]) {
+    fn to_host(&self, file: &mut FileRef, inside: &[MountEntry]) {
         let Some(host) = host_path(&file.path, inside, &self.host_mounts) else {
             return;
         };
@@ -287,7 +177,7 @@ impl Containers {
             return;
         }
         if let Ok(text) = std::fs::read(self.proc_root.join("self/mountinfo")) {
-            self.host_mounts = parse_mountinfo(&text);
+            self.host_mounts = mountinfo::entries(&text).collect();
         }
         self.host_mounts_read = Some(std::time::Instant::now());
     }
@@ -314,7 +204,7 @@ impl Containers {
         let mounts = container
             .as_ref()
             .and_then(|_| std::fs::read(dir.join("mountinfo")).ok())
-            .map(|text| std::sync::Arc::new(parse_mountinfo(&text)));
+            .map(|text| std::sync::Arc::new(mountinfo::entries(&text).collect()));
         let known = Known { container, mounts };
         if self.cache.len() >= CACHE {
             self.cache.clear();
@@ -394,8 +284,8 @@ mod tests {
         assert_eq!(start_ticks(b"4242 (x"), None);
     }
 
-    fn mounts(text: &str) -> Vec<Mount> {
-        parse_mountinfo(text.as_bytes())
+    fn mounts(text: &str) -> Vec<MountEntry> {
+        mountinfo::entries(text.as_bytes()).collect()
     }
 
     const HOST: &str = "\

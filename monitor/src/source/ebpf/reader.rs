@@ -11,8 +11,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
@@ -21,7 +23,7 @@ use super::loader::KernelWatches;
 use super::watches::WatchSet;
 use crate::event::{Action, Detail, Event, FileRef, Source};
 use crate::rules::Watch;
-use crate::source::EventSender;
+use crate::source::{mountinfo, EventSender};
 
 /// Counters the source keeps for the monitor's stats.
 #[derive(Default)]
@@ -199,6 +201,7 @@ fn is_structural(event: &Event) -> bool {
 /// link, is reported under both names.
 fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
     let one_file = event.target.is_none();
+    let pid = event.process.pid;
     let mut watched = false;
     let mut reached = None;
     for (is_target, file) in [(false, event.file.as_mut()), (true, event.target.as_mut())]
@@ -206,12 +209,20 @@ fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
         .filter_map(|(is_target, file)| Some((is_target, file?)))
     {
         let path = Path::new(OsStr::from_bytes(&file.path));
-        let spelled = set.classify(path).or_else(|| {
-            // The watched file itself under another name (a hard link):
-            // report it by the name the rules watch.
-            let (dev, ino) = (file.dev?, file.inode?);
-            set.object(dev, ino).map(Path::to_path_buf)
-        });
+        let spelled = set
+            .classify(path)
+            .or_else(|| {
+                // The watched file itself under another name (a hard link):
+                // report it by the name the rules watch.
+                let (dev, ino) = (file.dev?, file.inode?);
+                set.object(dev, ino).map(Path::to_path_buf)
+            })
+            .or_else(|| {
+                // A path in a container's mount namespace (`-v /etc/docker:/x`
+                // names /etc/docker/daemon.json /x/daemon.json).
+                let host = host_path_in_container(pid, file)?;
+                set.classify(&host)
+            });
         if let Some(spelled) = spelled {
             watched = true;
             if spelled != path {
@@ -219,7 +230,7 @@ fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
                     &mut file.path,
                     Bytes::from(spelled.into_os_string().into_vec()),
                 );
-                if !is_target && one_file && file_is_reached_through_a_link(event.action) {
+                if !is_target && one_file && event.action.changes_one_existing_file() {
                     reached = Some(FileRef {
                         path: kernel_path,
                         ..file.clone()
@@ -234,19 +245,20 @@ fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
     watched
 }
 
-/// Actions on the content or attributes of an existing file, whose kernel
-/// path can be a symlink's target or another hard link's name. (Names made
-/// or removed are the names themselves.)
-fn file_is_reached_through_a_link(action: Action) -> bool {
-    matches!(
-        action,
-        Action::OpenWrite
-            | Action::Write
-            | Action::Truncate
-            | Action::Chmod
-            | Action::Chown
-            | Action::Setxattr
-    )
+/// The host path of a file a process in another mount namespace named,
+/// from its `/proc/PID/mountinfo`, when the process still runs and the host
+/// path is verifiably the same object (same device and inode): the kernel
+/// matched the object by inode, its name is the container's.
+fn host_path_in_container(pid: u32, file: &FileRef) -> Option<PathBuf> {
+    let (dev, ino) = (file.dev?, file.inode?);
+    let inside: Vec<_> =
+        mountinfo::entries(&std::fs::read(format!("/proc/{pid}/mountinfo")).ok()?).collect();
+    let host: Vec<_> = mountinfo::entries(&std::fs::read("/proc/self/mountinfo").ok()?).collect();
+    let host = PathBuf::from(OsString::from_vec(mountinfo::host_path(
+        &file.path, &inside, &host,
+    )?));
+    let meta = std::fs::symlink_metadata(&host).ok()?;
+    (meta.ino() == ino && decode::kernel_dev(meta.dev()) == dev).then_some(host)
 }
 
 fn decode_item(item: &[u8]) -> Option<Event> {

@@ -24,7 +24,7 @@ use std::path::{Component, Path, PathBuf};
 use monitor_common::{Op, WatchValue, WATCH_CHILDREN, WATCH_SUBTREE};
 
 use super::decode::{kernel_dev, ops_of_actions};
-use crate::rules::Watch;
+use crate::rules::{resolve_path, Watch};
 
 /// Operations the kernel always reports on watched paths, whatever the rules
 /// ask for: they change which inodes the watches name.
@@ -182,29 +182,6 @@ impl WatchSet {
 
 fn key_of(meta: &std::fs::Metadata) -> (u64, u64) {
     (kernel_dev(meta.dev()), meta.ino())
-}
-
-/// `path` with symlinks resolved as far as it exists; the missing tail is
-/// kept as written.
-pub fn resolve_path(path: &Path) -> PathBuf {
-    let mut tail = Vec::new();
-    let mut cur = path;
-    loop {
-        if let Ok(real) = std::fs::canonicalize(cur) {
-            let mut out = real;
-            for part in tail.iter().rev() {
-                out.push(part);
-            }
-            return out;
-        }
-        match (cur.parent(), cur.file_name()) {
-            (Some(parent), Some(name)) => {
-                tail.push(name.to_os_string());
-                cur = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
 }
 
 /// Lexical normalization: no `.`, no `..`, no repeated or trailing `/`.
