@@ -28,6 +28,8 @@ pub struct Rsyslog {
     /// started with [`Rsyslog::start_tls`].
     pub relp_tls_port: u16,
     tls: Option<TlsFiles>,
+    /// rsyslogd was SIGKILLed: its output file may hold one torn line.
+    killed: bool,
 }
 
 /// PEM files for a TLS listener that demands a client certificate signed
@@ -146,6 +148,7 @@ impl Rsyslog {
             dir,
             child: None,
             tls,
+            killed: false,
         };
         rsyslog.write_config();
         rsyslog.restart();
@@ -290,6 +293,7 @@ action(type="omfile" file="{d}/other.log")
 
     /// SIGKILL: rsyslogd loses what it held in memory.
     pub fn kill(&mut self) {
+        self.killed = true;
         self.signal_and_wait(libc::SIGKILL);
     }
 
@@ -302,11 +306,24 @@ action(type="omfile" file="{d}/other.log")
     }
 
     /// The records written so far (a partly written last line is ignored).
+    /// After a SIGKILL, rsyslogd's half-written last record is followed on
+    /// the same line by the first one the restarted rsyslogd wrote: that
+    /// record is kept and the torn one, which rsyslogd lost, is not.
     pub fn records(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.output()).unwrap_or_default();
         text.split_inclusive('\n')
             .filter(|l| l.ends_with('\n'))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("rsyslog wrote {l:?}: {e}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .or_else(|e| {
+                        let torn = self.killed.then(|| l.rfind("{\"input\":\"")).flatten();
+                        match torn {
+                            Some(at) if at > 0 => serde_json::from_str(&l[at..]),
+                            _ => Err(e),
+                        }
+                    })
+                    .unwrap_or_else(|e| panic!("rsyslog wrote {l:?}: {e}"))
+            })
             .collect()
     }
 

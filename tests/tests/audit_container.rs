@@ -233,64 +233,121 @@ fn a_short_lived_process_in_a_container_writing_through_a_bind_of_root_is_named_
     drop(engine);
 }
 
-/// The bind-mount write with both sources: eBPF and audit see the one
-/// write, and it is one alert with the host path and the container.
-#[test]
-fn with_ebpf_on_too_a_container_write_through_a_bind_mount_is_still_one_alert() {
-    let _lock = machine_lock();
+/// What a user sees of one container's action: its id, the host pid of
+/// its first process, and the alerts and log of the daemon, stopped once
+/// `seen` holds.
+struct Seen {
+    id: String,
+    host_pid: u64,
+    alerts: Vec<Value>,
+    log: Vec<String>,
+}
+
+/// Runs `script` in a container with `volume` under dockwatch on
+/// `sources`, waits until `seen`, stops dockwatch, removes the container.
+fn in_container(
+    sources: Sources,
+    name: &str,
+    volume: &str,
+    script: &str,
+    seen: impl Fn(&[Value]) -> bool,
+) -> Seen {
     let Scene {
         engine,
         layout,
         auditd,
         run,
-    } = Scene::start_with(Sources::Both);
-    let (id, host_pid) = start_writer(
-        &engine,
-        "dw-bind-writer-both",
-        "/etc/docker:/x",
-        "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
-    );
-    wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
-        !alerts_on(a, DAEMON_JSON).is_empty()
-    });
+    } = Scene::start_with(sources);
+    let (id, host_pid) = start_writer(&engine, name, volume, script);
+    wait_for_alerts(&run.alerts, Duration::from_secs(10), seen);
     let (mut daemon, alerts_file, _dir) = run.into_parts();
     daemon.signal(libc::SIGTERM);
-    daemon.wait_for_log("eBPF source stopped", Duration::from_secs(15));
+    if sources != Sources::AuditOnly {
+        // Its last line, with the probes' counters.
+        daemon.wait_for_log("eBPF source stopped", Duration::from_secs(15));
+    }
     let log = daemon.log();
     assert!(daemon.stop().success());
     let alerts = read_alerts(&alerts_file);
-    let ours = alerts_on(&alerts, DAEMON_JSON);
-    assert_eq!(ours.len(), 1, "{alerts:#?}");
-    let alert = ours[0];
-    assert_eq!(alert["process"]["pid"], host_pid, "{alert:#}");
-    assert_eq!(alert["container"]["id"], id.as_str(), "{alert:#}");
-    assert_eq!(alert["rule"]["id"], "docker-config-write", "{alert:#}");
-    // Both saw it: whichever came second was folded into the one alert
-    // (which names both sources only when they arrived within the hold).
-    let received = log
-        .iter()
-        .find_map(|l| {
-            l.contains("eBPF source stopped")
-                .then(|| {
-                    l.split("received=")
-                        .nth(1)?
-                        .split(' ')
-                        .next()?
-                        .parse::<u64>()
-                        .ok()
-                })
-                .flatten()
-        })
-        .unwrap_or(0);
-    assert!(received >= 1, "the probes saw the write: {log:#?}");
-    assert!(
-        alerts_on(&alerts, "/x/daemon.json").is_empty(),
-        "{alerts:#?}"
-    );
     engine.docker(&["rm", "-f", &id]);
     drop(auditd);
     drop(layout);
     drop(engine);
+    Seen {
+        id,
+        host_pid,
+        alerts,
+        log,
+    }
+}
+
+/// The `-v /etc/docker:/x` write of daemon.json, under `sources`.
+fn bind_mount_write(sources: Sources, name: &str) -> Seen {
+    in_container(
+        sources,
+        name,
+        "/etc/docker:/x",
+        "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
+        |a| !alerts_on(a, DAEMON_JSON).is_empty(),
+    )
+}
+
+/// The one alert on daemon.json: the container's process and its id.
+fn the_containers_alert(seen: &Seen) -> Value {
+    let ours = alerts_on(&seen.alerts, DAEMON_JSON);
+    assert_eq!(ours.len(), 1, "{:#?}", seen.alerts);
+    let alert = ours[0];
+    assert_eq!(alert["process"]["pid"], seen.host_pid, "{alert:#}");
+    assert_eq!(alert["container"]["id"], seen.id.as_str(), "{alert:#}");
+    assert_eq!(alert["rule"]["id"], "docker-config-write", "{alert:#}");
+    alert.clone()
+}
+
+/// The bind-mount write with both sources: eBPF and audit see the one
+/// write, and it is one alert with the host path and the container.
+#[test]
+fn with_ebpf_on_too_a_container_write_through_a_bind_mount_is_still_one_alert() {
+    let _lock = machine_lock();
+    let seen = bind_mount_write(Sources::Both, "dw-bind-writer-both");
+    the_containers_alert(&seen);
+    // Both saw it: whichever came second was folded into the one alert
+    // (which names both sources only when they arrived within the hold).
+    let received = seen
+        .log
+        .iter()
+        .find_map(|l| {
+            let counters = l.split_once("eBPF source stopped")?.1;
+            counters
+                .split("received=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(received >= 1, "the probes saw the write: {:#?}", seen.log);
+    assert!(
+        alerts_on(&seen.alerts, "/x/daemon.json").is_empty(),
+        "{:#?}",
+        seen.alerts
+    );
+}
+
+/// The probes alone: the kernel matched the host file by inode, the
+/// process named it by the container's path; the alert names the host
+/// path, keeps the container's as the target, and the container.
+#[test]
+fn with_ebpf_alone_a_container_write_through_a_bind_mount_names_the_host_path() {
+    let _lock = machine_lock();
+    let seen = bind_mount_write(Sources::EbpfOnly, "dw-bind-writer-ebpf");
+    let alert = the_containers_alert(&seen);
+    assert_eq!(
+        alert["event"]["provider"],
+        serde_json::json!(["ebpf"]),
+        "{alert:#}"
+    );
+    assert_eq!(alert["file"]["target_path"], "/x/daemon.json", "{alert:#}");
 }
 
 /// `chmod 666` of docker.sock from a container that bind-mounts `/`: the
@@ -299,52 +356,30 @@ fn with_ebpf_on_too_a_container_write_through_a_bind_mount_is_still_one_alert() 
 /// alone and with both sources.
 fn chmod_of_docker_sock_through_a_bind_of_root(sources: Sources) {
     let _lock = machine_lock();
-    let Scene {
-        engine,
-        layout,
-        auditd,
-        run,
-    } = Scene::start_with(sources);
-    let (id, host_pid) = start_writer(
-        &engine,
+    let is_ours = |a: &&Value| a["rule"]["id"] == "docker-sock-chmod";
+    let seen = in_container(
+        sources,
         "dw-sock-chmod",
         "/:/host",
         "chmod 666 /host/run/docker.sock; exec sleep 600",
+        |a| a.iter().any(|a| is_ours(&a)),
     );
-    wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
-        a.iter().any(|a| a["rule"]["id"] == "docker-sock-chmod")
-    });
-    let (daemon, alerts_file, _dir) = run.into_parts();
-    assert!(daemon.stop().success());
-    let alerts = read_alerts(&alerts_file);
-    let mode = std::fs::metadata(SOCKET).unwrap().permissions();
-    let ours: Vec<&Value> = alerts
-        .iter()
-        .filter(|a| a["rule"]["id"] == "docker-sock-chmod")
-        .collect();
-    assert_eq!(
-        ours.len(),
-        1,
-        "{alerts:#?}\naudit.log:\n{}",
-        std::fs::read_to_string(auditd.log_path()).unwrap_or_default()
-    );
+    let ours: Vec<&Value> = seen.alerts.iter().filter(is_ours).collect();
+    assert_eq!(ours.len(), 1, "{:#?}", seen.alerts);
     let alert = ours[0];
     assert_eq!(alert["event"]["action"], "chmod", "{alert:#}");
     assert_eq!(alert["file"]["path"], SOCKET, "{alert:#}");
     // The shell forks chmod: the writer is the container's first process's
     // child.
-    assert_eq!(alert["process"]["parent"]["pid"], host_pid, "{alert:#}");
-    assert_eq!(alert["container"]["id"], id.as_str(), "{alert:#}");
+    assert_eq!(
+        alert["process"]["parent"]["pid"], seen.host_pid,
+        "{alert:#}"
+    );
+    assert_eq!(alert["container"]["id"], seen.id.as_str(), "{alert:#}");
     if sources == Sources::Both {
         let providers = alert["event"]["provider"].as_array().unwrap();
         assert!(providers.iter().any(|p| p == "ebpf"), "{alert:#}");
     }
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(mode.mode() & 0o777, 0o666, "the container did chmod it");
-    engine.docker(&["rm", "-f", &id]);
-    drop(auditd);
-    drop(layout);
-    drop(engine);
 }
 
 #[test]
@@ -355,45 +390,4 @@ fn chmod_of_docker_sock_through_a_bind_of_root_with_audit_alone() {
 #[test]
 fn chmod_of_docker_sock_through_a_bind_of_root_with_both_sources() {
     chmod_of_docker_sock_through_a_bind_of_root(Sources::Both);
-}
-
-/// The probes alone: the kernel matched the host file by inode, the
-/// process named it by the container's path; the alert names the host
-/// path, keeps the container's as the target, and the container.
-#[test]
-fn with_ebpf_alone_a_container_write_through_a_bind_mount_names_the_host_path() {
-    let _lock = machine_lock();
-    let Scene {
-        engine,
-        layout,
-        auditd,
-        run,
-    } = Scene::start_with(Sources::EbpfOnly);
-    let (id, host_pid) = start_writer(
-        &engine,
-        "dw-bind-writer-ebpf",
-        "/etc/docker:/x",
-        "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
-    );
-    wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
-        !alerts_on(a, DAEMON_JSON).is_empty()
-    });
-    let (daemon, alerts_file, _dir) = run.into_parts();
-    assert!(daemon.stop().success());
-    let alerts = read_alerts(&alerts_file);
-    let ours = alerts_on(&alerts, DAEMON_JSON);
-    assert_eq!(ours.len(), 1, "{alerts:#?}");
-    let alert = ours[0];
-    assert_eq!(
-        alert["event"]["provider"],
-        serde_json::json!(["ebpf"]),
-        "{alert:#}"
-    );
-    assert_eq!(alert["process"]["pid"], host_pid, "{alert:#}");
-    assert_eq!(alert["container"]["id"], id.as_str(), "{alert:#}");
-    assert_eq!(alert["file"]["target_path"], "/x/daemon.json", "{alert:#}");
-    engine.docker(&["rm", "-f", &id]);
-    drop(auditd);
-    drop(layout);
-    drop(engine);
 }
