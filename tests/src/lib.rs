@@ -248,6 +248,15 @@ impl Drop for Daemon {
     }
 }
 
+/// The rule most tests watch /etc/docker with (`docker-config-write`),
+/// for `actions` (`"open_write"`, `"open_write, write"`).
+pub fn docker_config_rule(actions: &str) -> String {
+    format!(
+        "rules:\n  - id: docker-config-write\n    name: Docker daemon configuration modified\n    \
+         severity: warning\n    paths: [/etc/docker]\n    actions: [{actions}]\n"
+    )
+}
+
 /// `dockwatch run` over a private rules directory and configuration,
 /// writing alerts to a private JSONL file; all removed on drop.
 pub struct Monitored {

@@ -12,13 +12,9 @@ use dockwatch_tests::{alerts_for, machine_lock, read_alerts, wait_for_alerts, Mo
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
-const RULES: &str = "rules:
-  - id: docker-config-write
-    name: Docker daemon configuration modified
-    severity: warning
-    paths: [/etc/docker]
-    actions: [open_write]
-";
+fn rules() -> String {
+    dockwatch_tests::docker_config_rule("open_write")
+}
 
 #[test]
 fn write_to_daemon_json_is_one_audit_alert() {
@@ -27,7 +23,7 @@ fn write_to_daemon_json_is_one_audit_alert() {
     layout.file(DAEMON_JSON, "{}\n");
     let auditd = Auditd::start("ENRICHED", &["-w /etc/docker -p wa -k docker"]);
 
-    let run = Monitored::start_on_audit_log(RULES, &auditd.log_path());
+    let run = Monitored::start_on_audit_log(&rules(), &auditd.log_path());
     let alerts_file = run.alerts.clone();
 
     // Started after auditd, so the kernel audits it.

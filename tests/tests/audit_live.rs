@@ -12,19 +12,15 @@ use dockwatch_tests::{alerts_for, machine_lock, read_alerts, wait_for_alerts, Da
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
-const RULES: &str = "rules:
-  - id: docker-config-write
-    name: Docker daemon configuration modified
-    severity: warning
-    paths: [/etc/docker]
-    actions: [open_write]
-";
+fn rules() -> String {
+    dockwatch_tests::docker_config_rule("open_write")
+}
 
 /// Starts dockwatch with the eBPF source off and `audit` as the
 /// `[sources.audit]` section.
 fn start(audit: &str) -> Monitored {
     Monitored::start(
-        RULES,
+        &rules(),
         &format!("[sources.ebpf]\nenabled = false\n[sources.audit]\n{audit}\n"),
     )
 }

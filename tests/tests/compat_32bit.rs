@@ -16,13 +16,9 @@ use serde_json::Value;
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
-const RULES: &str = "rules:
-  - id: docker-config-write
-    name: Docker daemon configuration modified
-    severity: warning
-    paths: [/etc/docker]
-    actions: [open_write, write]
-";
+fn rules() -> String {
+    dockwatch_tests::docker_config_rule("open_write, write")
+}
 
 /// `open(path, O_WRONLY|O_APPEND)`, `write(fd, "x\n", 2)`, `exit`, each
 /// through `int 0x80`; exits 0 when both calls succeeded.
@@ -77,7 +73,7 @@ fn alerts_of_a_32bit_write(sources: &str) -> (Vec<Value>, u32) {
     let tmp = tempfile::tempdir().unwrap();
     let exe = build_writer(tmp.path(), DAEMON_JSON);
     let monitored = Monitored::start(
-        RULES,
+        &rules(),
         &format!("[posture]\nenabled = false\n[pipeline]\nflood_window_ms = 0\n{sources}"),
     );
     let pid = write_32bit(&exe);
@@ -172,7 +168,7 @@ fn run_warns_that_the_syscall_hooks_miss_32bit_calls_when_audit_is_off() {
     let _lock = machine_lock();
     let warning = "do not see 32-bit system calls";
     let blind = Monitored::start(
-        RULES,
+        &rules(),
         "[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n[sources.ebpf]\nhooks = \"syscalls\"\n",
     );
     let log = blind.daemon.log();
@@ -186,7 +182,7 @@ fn run_warns_that_the_syscall_hooks_miss_32bit_calls_when_audit_is_off() {
         return;
     }
     let seeing = Monitored::start(
-        RULES,
+        &rules(),
         "[posture]\nenabled = false\n[sources.audit]\nmode = \"off\"\n[sources.ebpf]\nhooks = \"inode\"\n",
     );
     let log = seeing.daemon.log();

@@ -12,16 +12,12 @@ use dockwatch_tests::{alerts_for, machine_lock, read_alerts, wait_for_alerts, Mo
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
-const RULES: &str = "rules:
-  - id: docker-config-write
-    name: Docker daemon configuration modified
-    severity: warning
-    paths: [/etc/docker]
-    actions: [open_write]
-";
+fn rules() -> String {
+    dockwatch_tests::docker_config_rule("open_write")
+}
 
 fn start(auditd: &Auditd) -> Monitored {
-    Monitored::start_on_audit_log(RULES, &auditd.log_path())
+    Monitored::start_on_audit_log(&rules(), &auditd.log_path())
 }
 
 fn touch() {
