@@ -5,13 +5,26 @@
 //! `write` returns, so a crash of dockwatch loses nothing and a reader
 //! tailing the file sees each alert at once. Before each write the path is
 //! compared with the open file (device and inode), so once logrotate has
-//! renamed the file, the next alert goes to a new file at the configured
-//! path and nothing more lands in the moved one.
+//! renamed the file and created its successor, the next alert goes to the
+//! new file and nothing more lands in the moved one.
+//!
+//! Between logrotate's rename and its `create` there is a moment with no
+//! file at the path. Creating one then races logrotate, which finds the
+//! name taken and moves our new file aside (a `-YYYYMMDD.backup` no reader
+//! tails): two alerts went there in a test under load. So while the moved
+//! file still has a name, alerts keep going to it for [`ROTATOR_GRACE`]
+//! (they are in the rotated file, in order); only then, or at once when
+//! the file was deleted rather than moved, is a new one created.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long alerts keep going to a moved file while nothing has replaced
+/// it: logrotate creates the successor right after its rename.
+const ROTATOR_GRACE: Duration = Duration::from_secs(1);
 
 /// Size rotation: past `max_bytes`, `alerts.jsonl` becomes `alerts.jsonl.1`,
 /// `.1` becomes `.2`, …, and `.keep` is removed.
@@ -27,6 +40,9 @@ pub struct FileSink {
     identity: (u64, u64),
     size: u64,
     rotation: Option<Rotation>,
+    /// Since when the path has named no file while ours, moved, still
+    /// has a name.
+    vacant_since: Option<Instant>,
 }
 
 impl FileSink {
@@ -41,6 +57,7 @@ impl FileSink {
             identity,
             size,
             rotation,
+            vacant_since: None,
         })
     }
 
@@ -50,7 +67,7 @@ impl FileSink {
 
     /// Appends one complete line (`line` ends with a newline).
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        if self.moved() {
+        if self.should_reopen() {
             self.reopen()?;
         }
         self.file.write_all(line)?;
@@ -69,14 +86,24 @@ impl FileSink {
         self.file = file;
         self.identity = identity;
         self.size = size;
+        self.vacant_since = None;
         Ok(())
     }
 
-    /// Whether the path no longer names the file we hold.
-    fn moved(&self) -> bool {
+    /// Whether the next line belongs in a file opened afresh at the path:
+    /// another file is there now, or ours was deleted, or ours was moved
+    /// and nothing has replaced it for [`ROTATOR_GRACE`].
+    fn should_reopen(&mut self) -> bool {
         match std::fs::metadata(&self.path) {
             Ok(meta) => (meta.dev(), meta.ino()) != self.identity,
-            Err(_) => true,
+            Err(_) => {
+                let still_named = self.file.metadata().is_ok_and(|m| m.nlink() > 0);
+                if !still_named {
+                    return true;
+                }
+                let since = *self.vacant_since.get_or_insert_with(Instant::now);
+                since.elapsed() >= ROTATOR_GRACE
+            }
         }
     }
 
@@ -142,17 +169,49 @@ mod tests {
     }
 
     #[test]
-    fn follows_a_moved_file() {
+    fn follows_a_moved_file_once_the_rotator_replaced_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let moved = dir.path().join("a.jsonl.1");
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let mut sink = FileSink::open(&path, None).unwrap();
+        sink.write_line(b"one\n").unwrap();
+        // logrotate's rename: until its create, lines stay in the moved file.
+        std::fs::rename(&path, &moved).unwrap();
+        sink.write_line(b"two\n").unwrap();
+        assert!(!path.exists(), "no file raced logrotate's create");
+        // Its create: the next line goes to the new file.
+        std::fs::write(&path, "").unwrap();
+        sink.write_line(b"three\n").unwrap();
+        assert_eq!(read(&moved), "one\ntwo\n");
+        assert_eq!(read(&path), "three\n");
+    }
+
+    #[test]
+    fn a_moved_file_nothing_replaces_is_followed_after_the_grace() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.jsonl");
         let mut sink = FileSink::open(&path, None).unwrap();
         sink.write_line(b"one\n").unwrap();
         std::fs::rename(&path, dir.path().join("a.jsonl.1")).unwrap();
         sink.write_line(b"two\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        std::thread::sleep(ROTATOR_GRACE);
+        sink.write_line(b"three\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\n");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("a.jsonl.1")).unwrap(),
-            "one\n"
+            "one\ntwo\n"
         );
+    }
+
+    #[test]
+    fn a_deleted_file_is_replaced_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut sink = FileSink::open(&path, None).unwrap();
+        sink.write_line(b"one\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        sink.write_line(b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
     }
 }
