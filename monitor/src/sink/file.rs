@@ -10,7 +10,7 @@
 //!
 //! Between logrotate's rename and its `create` there is a moment with no
 //! file at the path. Creating one then races logrotate, which finds the
-//! name taken and moves our new file aside (a `-YYYYMMDD.backup` no reader
+//! name taken and moves our new file aside (to a `.backup` name no reader
 //! tails): two alerts went there in a test under load. So while the moved
 //! file still has a name, alerts keep going to it for [`ROTATOR_GRACE`]
 //! (they are in the rotated file, in order); only then, or at once when
