@@ -27,6 +27,13 @@ const RULES: &str = "rules:
     severity: critical
     paths: [/var/run/docker.sock]
     actions: [chmod, chown]
+  - id: docker-sock-connect-from-container
+    name: Container connected to docker.sock
+    severity: critical
+    paths: [/var/run/docker.sock]
+    actions: [connect]
+    process:
+      container: true
 ";
 
 fn alerts_on<'a>(alerts: &'a [Value], path: &str) -> Vec<&'a Value> {
@@ -96,10 +103,13 @@ enum Sources {
 
 /// `docker run -d -v VOLUME IMAGE sh -c SCRIPT` named `name`: the
 /// container's id and the host pid of its first process.
-fn start_writer(engine: &Engine, name: &str, volume: &str, script: &str) -> (String, u64) {
-    let id = engine.docker(&[
-        "run", "-d", "--name", name, "-v", volume, IMAGE, "sh", "-c", script,
-    ]);
+fn start_writer(engine: &Engine, name: &str, volumes: &[&str], script: &str) -> (String, u64) {
+    let mut args = vec!["run", "-d", "--name", name];
+    for volume in volumes {
+        args.extend(["-v", volume]);
+    }
+    args.extend([IMAGE, "sh", "-c", script]);
+    let id = engine.docker(&args);
     let host_pid = engine
         .docker(&["inspect", "-f", "{{.State.Pid}}", &id])
         .parse()
@@ -123,7 +133,7 @@ fn a_container_writing_a_bind_mounted_host_file_is_one_alert_with_host_path_and_
     let (id, host_pid) = start_writer(
         &engine,
         "dw-bind-writer",
-        "/etc/docker:/x",
+        &["/etc/docker:/x"],
         "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
     );
     assert_eq!(id.len(), 64, "docker run -d prints the full id: {id}");
@@ -202,7 +212,7 @@ fn a_short_lived_process_in_a_container_writing_through_a_bind_of_root_is_named_
     let (id, host_pid) = start_writer(
         &engine,
         "dw-root-writer",
-        "/:/host",
+        &["/:/host"],
         "(echo '{}' >> /host/etc/docker/daemon.json); exec sleep 600",
     );
     let alerts = wait_for_alerts(&run.alerts, Duration::from_secs(10), |a| {
@@ -248,7 +258,7 @@ struct Seen {
 fn in_container(
     sources: Sources,
     name: &str,
-    volume: &str,
+    volumes: &[&str],
     script: &str,
     seen: impl Fn(&[Value]) -> bool,
 ) -> Seen {
@@ -258,7 +268,7 @@ fn in_container(
         auditd,
         run,
     } = Scene::start_with(sources);
-    let (id, host_pid) = start_writer(&engine, name, volume, script);
+    let (id, host_pid) = start_writer(&engine, name, volumes, script);
     wait_for_alerts(&run.alerts, Duration::from_secs(10), seen);
     let (mut daemon, alerts_file, _dir) = run.into_parts();
     daemon.signal(libc::SIGTERM);
@@ -286,7 +296,7 @@ fn bind_mount_write(sources: Sources, name: &str) -> Seen {
     in_container(
         sources,
         name,
-        "/etc/docker:/x",
+        &["/etc/docker:/x"],
         "echo '{\"debug\": true}' >> /x/daemon.json; exec sleep 600",
         |a| !alerts_on(a, DAEMON_JSON).is_empty(),
     )
@@ -360,7 +370,7 @@ fn chmod_of_docker_sock_through_a_bind_of_root(sources: Sources) {
     let seen = in_container(
         sources,
         "dw-sock-chmod",
-        "/:/host",
+        &["/:/host"],
         "chmod 666 /host/run/docker.sock; exec sleep 600",
         |a| a.iter().any(|a| is_ours(&a)),
     );
@@ -390,4 +400,78 @@ fn chmod_of_docker_sock_through_a_bind_of_root_with_audit_alone() {
 #[test]
 fn chmod_of_docker_sock_through_a_bind_of_root_with_both_sources() {
     chmod_of_docker_sock_through_a_bind_of_root(Sources::Both);
+}
+
+/// `socket(AF_UNIX)` and `connect` to /var/run/docker.sock, by raw
+/// syscalls (busybox has no unix-socket client); exits 0 when connected.
+const CONNECTOR: &str = r#"
+static long sys3(long nr, long a, long b, long c) {
+    long ret;
+    __asm__ volatile ("syscall" : "=a"(ret) : "a"(nr), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+    return ret;
+}
+struct sockaddr_un { unsigned short family; char path[108]; };
+void _start(void) {
+    static const struct sockaddr_un addr = { 1, "/var/run/docker.sock" };
+    long fd = sys3(41, 1, 1, 0);
+    long rc = fd < 0 ? 1 : (sys3(42, fd, (long)&addr, sizeof addr) == 0 ? 0 : 2);
+    sys3(60, rc, 0, 0);
+}
+"#;
+
+/// A process in a container that has docker.sock mounted connects to the
+/// engine: the container's way out to the host. One alert under the
+/// container rule, naming the container, with the probes alone and with
+/// both sources. (Audit alone is not tested: here the kernel wrote no
+/// record for the connect under the `-S connect -F path=` rule that
+/// `dockwatch rules auditctl` writes, from a container or from the host.)
+fn connect_to_docker_sock_from_a_container(sources: Sources) {
+    let _lock = machine_lock();
+    let tools = tempfile::tempdir().unwrap();
+    let source = tools.path().join("connect.c");
+    std::fs::write(&source, CONNECTOR).unwrap();
+    let out = Command::new("clang-22")
+        .args(["-nostdlib", "-static", "-O1", "-o"])
+        .arg(tools.path().join("connect"))
+        .arg(&source)
+        .output()
+        .expect("run clang-22 (apt-get install clang-22, or `cargo xtask setup`)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tools_volume = format!("{}:/t", tools.path().display());
+    let is_ours = |a: &&Value| a["rule"]["id"] == "docker-sock-connect-from-container";
+    let seen = in_container(
+        sources,
+        "dw-sock-connect",
+        &["/var/run/docker.sock:/var/run/docker.sock", &tools_volume],
+        "/t/connect && echo connected > /t/done; exec sleep 600",
+        |a| a.iter().any(|a| is_ours(&a)),
+    );
+    assert!(
+        tools.path().join("done").exists(),
+        "the connector did not connect"
+    );
+    let ours: Vec<&Value> = seen.alerts.iter().filter(is_ours).collect();
+    assert_eq!(ours.len(), 1, "{:#?}", seen.alerts);
+    let alert = ours[0];
+    assert_eq!(alert["event"]["action"], "connect", "{alert:#}");
+    assert_eq!(alert["file"]["path"], SOCKET, "{alert:#}");
+    assert_eq!(
+        alert["process"]["parent"]["pid"], seen.host_pid,
+        "{alert:#}"
+    );
+    assert_eq!(alert["container"]["id"], seen.id.as_str(), "{alert:#}");
+}
+
+#[test]
+fn connect_to_docker_sock_from_a_container_with_ebpf_alone() {
+    connect_to_docker_sock_from_a_container(Sources::EbpfOnly);
+}
+
+#[test]
+fn connect_to_docker_sock_from_a_container_with_both_sources() {
+    connect_to_docker_sock_from_a_container(Sources::Both);
 }
