@@ -248,6 +248,31 @@ impl Drop for Daemon {
     }
 }
 
+/// Builds the freestanding C program `source` (its own `_start`, raw
+/// system calls, no libc) as the static executable `dir/name`, with
+/// clang-22 and `flags` (`-m32`, `-DNAME=...`): an attacker's tool where
+/// no shell command does the job (an `int 0x80` writer, a unix-socket
+/// client in a busybox container).
+pub fn build_freestanding_c(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
+    let file = dir.join(format!("{name}.c"));
+    std::fs::write(&file, source).expect("write the C source");
+    let exe = dir.join(name);
+    let out = Command::new("clang-22")
+        .args(["-nostdlib", "-static", "-O1", "-fno-pic"])
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&file)
+        .output()
+        .expect("run clang-22 (apt-get install clang-22, or `cargo xtask setup`)");
+    assert!(
+        out.status.success(),
+        "clang-22 {name}.c: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
 /// The rule most tests watch /etc/docker with (`docker-config-write`),
 /// for `actions` (`"open_write"`, `"open_write, write"`).
 pub fn docker_config_rule(actions: &str) -> String {

@@ -428,19 +428,7 @@ void _start(void) {
 fn connect_to_docker_sock_from_a_container(sources: Sources) {
     let _lock = machine_lock();
     let tools = tempfile::tempdir().unwrap();
-    let source = tools.path().join("connect.c");
-    std::fs::write(&source, CONNECTOR).unwrap();
-    let out = Command::new("clang-22")
-        .args(["-nostdlib", "-static", "-O1", "-o"])
-        .arg(tools.path().join("connect"))
-        .arg(&source)
-        .output()
-        .expect("run clang-22 (apt-get install clang-22, or `cargo xtask setup`)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dockwatch_tests::build_freestanding_c(tools.path(), "connect", CONNECTOR, &[]);
     let tools_volume = format!("{}:/t", tools.path().display());
     let is_ours = |a: &&Value| a["rule"]["id"] == "docker-sock-connect-from-container";
     let seen = in_container(

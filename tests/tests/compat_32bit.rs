@@ -39,23 +39,8 @@ void _start(void) {
 
 /// The 32-bit writer of `target`, built in `dir`.
 fn build_writer(dir: &Path, target: &str) -> PathBuf {
-    let source = dir.join("writer32.c");
-    std::fs::write(&source, WRITER).unwrap();
-    let exe = dir.join("writer32");
-    let out = Command::new("clang-22")
-        .args(["-m32", "-nostdlib", "-static", "-O1", "-fno-pic"])
-        .arg(format!("-DTARGET=\"{target}\""))
-        .arg("-o")
-        .arg(&exe)
-        .arg(&source)
-        .output()
-        .expect("run clang-22 (apt-get install clang-22, or `cargo xtask setup`)");
-    assert!(
-        out.status.success(),
-        "clang-22 -m32: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
+    let define = format!("-DTARGET=\"{target}\"");
+    dockwatch_tests::build_freestanding_c(dir, "writer32", WRITER, &["-m32", &define])
 }
 
 /// Runs the writer; returns its pid.
