@@ -423,8 +423,9 @@ void _start(void) {
 /// engine: the container's way out to the host. One alert under the
 /// container rule, naming the container, with the probes alone and with
 /// both sources. (Audit alone is not tested: here the kernel wrote no
-/// record for the connect under the `-S connect -F path=` rule that
-/// `dockwatch rules auditctl` writes, from a container or from the host.)
+/// record for the container's connect under the `-S connect -F path=`
+/// rule that `dockwatch rules auditctl` writes, though it records a host
+/// process's connect under the same rule; why is still open.)
 fn connect_to_docker_sock_from_a_container(sources: Sources) {
     let _lock = machine_lock();
     let tools = tempfile::tempdir().unwrap();
