@@ -800,6 +800,21 @@ fn a_bad_device_pattern_is_a_configuration_error_with_its_location() {
 }
 
 #[test]
+fn a_bad_minimum_engine_version_is_a_configuration_error_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dockwatch.toml");
+    std::fs::write(&config, "[posture]\nmin_engine_version = \"latest\"\n").unwrap();
+    let (code, stdout, stderr) = run_cli(["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let location = format!("{}:2:", config.display());
+    assert!(stderr.contains(&location), "{stderr}");
+    assert!(
+        stderr.contains("\"latest\" is not an engine version"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_unreadable_etc_group_is_a_finding_with_the_reason() {
     let root = Root::new();
     std::fs::create_dir_all(root.path("/etc/group")).unwrap();

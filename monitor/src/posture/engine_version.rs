@@ -6,12 +6,15 @@
 //! `dockerd --version` as root runs whatever an attacker put at that path,
 //! and the binary on disk may not be the one running after an upgrade.
 //! CIS names no number: the default minimum is
-//! [`super::DEFAULT_MIN_ENGINE_VERSION`], and a fleet sets its own. Only the
+//! [`EngineVersion::DEFAULT_MINIMUM`], and a fleet sets its own (checked
+//! when the configuration is read, so a bad one is reported at its line). Only the
 //! live host's engine is asked; a baseline read under another `root` (an
 //! image mounted elsewhere) has no engine of its own to ask.
 
+use std::fmt;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::daemon_checks::check;
@@ -28,6 +31,47 @@ check!(
     Warning,
     "Ensure that the version of Docker is up to date"
 );
+
+/// A Docker engine version as its numbers, `major.minor.patch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct EngineVersion(u32, u32, u32);
+
+impl EngineVersion {
+    /// `posture.min_engine_version` when the configuration does not say:
+    /// the 28 line (2025).
+    pub const DEFAULT_MINIMUM: EngineVersion = EngineVersion(28, 0, 0);
+
+    /// The numbers of a version, whatever follows them (`+dfsg1`, `-ce`,
+    /// `-rc.1`); a missing minor or patch is 0.
+    pub fn parse(version: &str) -> Option<EngineVersion> {
+        let core = version
+            .trim()
+            .trim_start_matches('v')
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()?;
+        let mut parts = core.split('.').map(str::parse::<u32>);
+        let major = parts.next()?.ok()?;
+        let minor = parts.next().unwrap_or(Ok(0)).ok()?;
+        let patch = parts.next().unwrap_or(Ok(0)).ok()?;
+        Some(EngineVersion(major, minor, patch))
+    }
+}
+
+impl TryFrom<String> for EngineVersion {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<EngineVersion, String> {
+        EngineVersion::parse(&text)
+            .ok_or_else(|| format!("{text:?} is not an engine version like \"28.0.0\""))
+    }
+}
+
+impl fmt::Display for EngineVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
 
 /// How long the engine may take to answer; posture's thread waits this
 /// long at most when the engine hangs.
@@ -57,37 +101,28 @@ pub fn evaluate(host: &HostPaths, config: &PostureConfig, out: &mut Vec<Finding>
                 format!("the engine does not answer on {socket} ({why}); its version is unknown"),
             )
             .undetermined(),
-        Ok(version) => match (numbers(&version), numbers(&config.min_engine_version)) {
-            (_, None) => ENGINE_VERSION.finding(
-                Status::Warn,
-                key,
-                json!(version),
-                format!(
-                    "posture.min_engine_version {:?} is not a version like 27.0.0",
-                    config.min_engine_version
-                ),
-            ),
-            (None, _) => ENGINE_VERSION.unmet(
+        Ok(version) => match EngineVersion::parse(&version) {
+            None => ENGINE_VERSION.unmet(
                 key,
                 json!(version),
                 format!("the engine reports version {version:?}, which cannot be compared"),
             ),
-            (Some(running), Some(minimum)) => ENGINE_VERSION.verdict(
-                running >= minimum,
-                key,
-                json!(version),
-                if running >= minimum {
-                    format!(
-                        "engine {version} (posture.min_engine_version {})",
-                        config.min_engine_version
-                    )
-                } else {
-                    format!(
-                        "engine {version} is older than posture.min_engine_version {}; upgrade it",
-                        config.min_engine_version
-                    )
-                },
-            ),
+            Some(running) => {
+                let minimum = config.min_engine_version;
+                ENGINE_VERSION.verdict(
+                    running >= minimum,
+                    key,
+                    json!(version),
+                    if running >= minimum {
+                        format!("engine {version} (posture.min_engine_version {minimum})")
+                    } else {
+                        format!(
+                            "engine {version} is older than posture.min_engine_version \
+                             {minimum}; upgrade it"
+                        )
+                    },
+                )
+            }
         },
     };
     out.push(finding.at(&config.docker_socket));
@@ -126,34 +161,21 @@ fn ask_version_here(socket: &str) -> Result<String, String> {
     })
 }
 
-/// `major.minor.patch` of a version, whatever follows (`+dfsg1`, `-ce`,
-/// `-rc.1`); a missing patch is 0.
-fn numbers(version: &str) -> Option<(u32, u32, u32)> {
-    let core = version
-        .trim()
-        .trim_start_matches('v')
-        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .next()?;
-    let mut parts = core.split('.').map(str::parse::<u32>);
-    let major = parts.next()?.ok()?;
-    let minor = parts.next().unwrap_or(Ok(0)).ok()?;
-    let patch = parts.next().unwrap_or(Ok(0)).ok()?;
-    Some((major, minor, patch))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn versions_compare_by_their_numbers_whatever_follows() {
-        assert_eq!(numbers("20.10.24+dfsg1"), Some((20, 10, 24)));
-        assert_eq!(numbers("28.5.1"), Some((28, 5, 1)));
-        assert_eq!(numbers("v27.0"), Some((27, 0, 0)));
-        assert_eq!(numbers("18.09.1-ce"), Some((18, 9, 1)));
-        assert!(numbers("20.10.24").unwrap() < numbers("25.0.0").unwrap());
-        assert_eq!(numbers("dev"), None);
-        assert_eq!(numbers(""), None);
+        let parse = EngineVersion::parse;
+        assert_eq!(parse("20.10.24+dfsg1"), Some(EngineVersion(20, 10, 24)));
+        assert_eq!(parse("28.5.1"), Some(EngineVersion(28, 5, 1)));
+        assert_eq!(parse("v27.0"), Some(EngineVersion(27, 0, 0)));
+        assert_eq!(parse("18.09.1-ce"), Some(EngineVersion(18, 9, 1)));
+        assert!(parse("20.10.24").unwrap() < parse("25.0.0").unwrap());
+        assert_eq!(parse("dev"), None);
+        assert_eq!(parse(""), None);
+        assert_eq!(EngineVersion::DEFAULT_MINIMUM.to_string(), "28.0.0");
     }
 
     #[test]

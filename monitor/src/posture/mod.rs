@@ -55,7 +55,7 @@ pub struct PostureConfig {
     pub auditctl: PathBuf,
     /// The oldest Docker engine version accepted (CIS 1.2.2), compared with
     /// what the running engine reports.
-    pub min_engine_version: String,
+    pub min_engine_version: EngineVersion,
     /// Seconds between full re-checks in `run`, a safety net for lost
     /// events and for state no file event reports (mounts, audit, sysfs).
     pub recheck_secs: u64,
@@ -78,17 +78,14 @@ impl Default for PostureConfig {
             docker_socket: PathBuf::from("/var/run/docker.sock"),
             containerd_socket: PathBuf::from("/run/containerd/containerd.sock"),
             auditctl: PathBuf::from("auditctl"),
-            min_engine_version: DEFAULT_MIN_ENGINE_VERSION.to_string(),
+            min_engine_version: EngineVersion::DEFAULT_MINIMUM,
             recheck_secs: 60,
             settle_ms: 150,
         }
     }
 }
 
-/// `posture.min_engine_version` when the configuration does not say: the
-/// 28 line (2025). CIS names no number; a fleet sets the oldest release it
-/// still accepts.
-pub const DEFAULT_MIN_ENGINE_VERSION: &str = "28.0.0";
+pub use engine_version::EngineVersion;
 
 /// A device path or glob of `allowed_devices`, checked when the
 /// configuration is read so a bad one is reported at its line.
