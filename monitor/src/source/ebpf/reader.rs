@@ -201,7 +201,14 @@ fn is_structural(event: &Event) -> bool {
 /// link, is reported under both names.
 fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
     let one_file = event.target.is_none();
-    let pid = event.process.pid;
+    // Only a process in a container sees its own mount table: for the
+    // host's, whose unjudged records are many (creations beside a missing
+    // watch), the mount tables are not read.
+    let in_container = event
+        .process
+        .container_id
+        .is_some()
+        .then_some(event.process.pid);
     let mut watched = false;
     let mut reached = None;
     for (is_target, file) in [(false, event.file.as_mut()), (true, event.target.as_mut())]
@@ -220,7 +227,7 @@ fn keep_watched(event: &mut Event, set: &WatchSet) -> bool {
             .or_else(|| {
                 // A path in a container's mount namespace (`-v /etc/docker:/x`
                 // names /etc/docker/daemon.json /x/daemon.json).
-                let host = host_path_in_container(pid, file)?;
+                let host = host_path_in_container(in_container?, file)?;
                 set.classify(&host)
             });
         if let Some(spelled) = spelled {
