@@ -63,15 +63,12 @@ impl Default for EbpfConfig {
 
 /// Keeps the probes loaded while alive.
 pub struct EbpfSource {
-    _probes: loader::Probes,
+    probes: loader::Probes,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stats: Arc<reader::Stats>,
     /// New watch lists for the reader, which owns the kernel's watch maps.
     rewatch: tokio::sync::mpsc::UnboundedSender<reader::Rewatch>,
     hooks: String,
-    /// Whether 32-bit system calls reach the probes (see
-    /// [`EbpfSource::sees_32bit_calls`]).
-    sees_32bit_calls: bool,
 }
 
 impl EbpfSource {
@@ -117,14 +114,12 @@ impl EbpfSource {
             tokio::spawn(reader::report_losses(counters, tx, stats.clone())),
         ];
         let hooks = probes.attachment().describe();
-        let sees_32bit_calls = probes.attachment().hooks == Hooks::Inode;
         Ok(EbpfSource {
-            _probes: probes,
+            probes,
             tasks,
             stats,
             rewatch,
             hooks,
-            sees_32bit_calls,
         })
     }
 
@@ -139,7 +134,7 @@ impl EbpfSource {
     /// unseen (tests/tests/compat_32bit.rs shows it). The inode hooks see the
     /// change itself, whatever table the call came through.
     pub fn sees_32bit_calls(&self) -> bool {
-        self.sees_32bit_calls
+        self.probes.attachment().hooks == Hooks::Inode
     }
 
     /// Brings the kernel's watch set in step with `watches` (a reload).
